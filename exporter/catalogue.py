@@ -1,0 +1,191 @@
+"""The single list of every metric tierwatch exports: name, type, labels and help.
+
+Collectors take their families from here; the README metrics table and the coverage test
+are generated from it. Every family also carries `cluster` and `target` labels (added by the
+renderer) except `tierwatch_build_info`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from exporter.model import Metric
+
+MetricType = Literal["gauge", "counter", "histogram"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()  # beyond cluster and target
+    section: str = ""
+    per_target: bool = True  # False: no cluster/target labels (build info)
+
+    def __call__(self, value: float, *labels: str) -> Metric:
+        """A sample of this family; label values in the order of `labels`."""
+        if len(labels) != len(self.labels):
+            raise ValueError(f"{self.name} takes labels {self.labels}, got {len(labels)} values")
+        return Metric(self, labels, float(value))
+
+
+CATALOGUE: dict[str, MetricSpec] = {}
+
+
+def _spec(
+    name: str,
+    type_: MetricType,
+    help_: str,
+    labels: tuple[str, ...] = (),
+    *,
+    section: str,
+    per_target: bool = True,
+) -> MetricSpec:
+    if name in CATALOGUE:
+        raise ValueError(f"{name} catalogued twice")
+    if (type_ == "counter") != name.endswith("_total"):
+        raise ValueError(f"{name}: counters and only counters end in _total")
+    spec = MetricSpec(name, type_, help_, labels, section, per_target)
+    CATALOGUE[name] = spec
+    return spec
+
+
+# --- daemon and targets ------------------------------------------------------------------
+D = "daemon"
+UP = _spec("tierwatch_up", "gauge", "1 if the last poll of the target succeeded, else 0.",
+           ("kind",), section=D)
+POLL_DURATION = _spec("tierwatch_poll_duration_seconds", "histogram",
+                      "Wall time of each poll of the target in seconds.", ("kind",), section=D)
+POLL_ERRORS = _spec("tierwatch_poll_errors_total", "counter",
+                    "Failed polls of the target.", ("kind",), section=D)
+LAST_SUCCESS = _spec("tierwatch_last_poll_success_timestamp_seconds", "gauge",
+                     "Unix time in seconds of the last successful poll of the target.",
+                     ("kind",), section=D)
+POOL_CONNECTIONS = _spec("tierwatch_pool_connections", "gauge",
+                         "The daemon's own connections to the target, by state.",
+                         ("kind", "state"), section=D)
+POOL_MAX_CONNECTIONS = _spec("tierwatch_pool_max_connections", "gauge",
+                             "The daemon's own connection pool limit for the target.",
+                             ("kind",), section=D)
+COLLECTOR_SUCCESS = _spec("tierwatch_collector_success", "gauge",
+                          "1 if the collector's query succeeded in the last poll, else 0.",
+                          ("kind", "collector"), section=D)
+BUILD_INFO = _spec("tierwatch_build_info", "gauge",
+                   "Always 1; the tierwatch version and the Python version running it.",
+                   ("version", "python_version"), section=D, per_target=False)
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+P = "postgres"
+PG_IN_RECOVERY = _spec("tierwatch_pg_in_recovery", "gauge",
+                       "1 on a replica (in recovery), 0 on a primary.", section=P)
+PG_CONNECTIONS = _spec("tierwatch_pg_connections", "gauge",
+                       "Client backends by pg_stat_activity state.", ("state",), section=P)
+PG_MAX_CONNECTIONS = _spec("tierwatch_pg_max_connections", "gauge",
+                           "The server's max_connections setting.", section=P)
+PG_BLOCKS_HIT = _spec("tierwatch_pg_blocks_hit_total", "counter",
+                      "Shared buffer hits, in blocks.", ("datname",), section=P)
+PG_BLOCKS_READ = _spec("tierwatch_pg_blocks_read_total", "counter",
+                       "Blocks read from disk or the OS cache.", ("datname",), section=P)
+PG_CACHE_HIT_RATIO = _spec("tierwatch_pg_cache_hit_ratio", "gauge",
+                           "Blocks hit / (hit + read) between the last two polls (0-1).",
+                           ("datname",), section=P)
+PG_APPLICATION_CONNECTIONS = _spec(
+    "tierwatch_pg_application_connections", "gauge",
+    "Client backends per application_name (20 largest, the rest as 'other').",
+    ("application_name",), section=P)
+PG_OLDEST_TRANSACTION = _spec("tierwatch_pg_oldest_transaction_seconds", "gauge",
+                              "Age in seconds of the oldest open client transaction (0 if none).",
+                              section=P)
+
+# --- replication, primary view --------------------------------------------------------------
+R = "replication-primary"
+PG_REPLICAS_STREAMING = _spec("tierwatch_pg_replicas_streaming", "gauge",
+                              "Rows of pg_stat_replication in state streaming.", section=R)
+PG_REPLICATION_LAG_BYTES = _spec("tierwatch_pg_replication_lag_bytes", "gauge",
+                                 "Current WAL LSN minus the replica's LSN at that stage, in bytes.",
+                                 ("replica", "stage"), section=R)
+PG_REPLICATION_LAG_SECONDS = _spec("tierwatch_pg_replication_lag_seconds", "gauge",
+                                   "pg_stat_replication lag at that stage in seconds "
+                                   "(0 when the stage's byte lag is 0).",
+                                   ("replica", "stage"), section=R)
+PG_SLOT_RETAINED_BYTES = _spec("tierwatch_pg_replication_slot_retained_bytes", "gauge",
+                               "WAL held back by the replication slot, in bytes.",
+                               ("slot", "slot_type"), section=R)
+PG_SLOT_ACTIVE = _spec("tierwatch_pg_replication_slot_active", "gauge",
+                       "1 if the replication slot is in use.", ("slot", "slot_type"), section=R)
+
+# --- replication, replica view --------------------------------------------------------------
+V = "replication-replica"
+PG_REPLICA_LAG_SECONDS = _spec("tierwatch_pg_replica_lag_seconds", "gauge",
+                               "How far behind the primary the replica's visible data is, "
+                               "in seconds.", section=V)
+PG_REPLICA_LAG_BYTES = _spec("tierwatch_pg_replica_lag_bytes", "gauge",
+                             "Primary's WAL LSN (or the replica's receive LSN) minus the "
+                             "replica's replay LSN, in bytes.", section=V)
+PG_WAL_RECEIVER_UP = _spec("tierwatch_pg_wal_receiver_up", "gauge",
+                           "1 if the replica's WAL receiver is streaming.", section=V)
+PG_REPLAY_PAUSED = _spec("tierwatch_pg_replay_paused", "gauge",
+                         "1 if WAL replay is paused on the replica.", section=V)
+
+# --- PgBouncer ------------------------------------------------------------------------------
+B = "pgbouncer"
+BOUNCER_CLIENTS = _spec("tierwatch_pgbouncer_clients", "gauge",
+                        "Client connections per pool by state (SHOW POOLS cl_*).",
+                        ("database", "user", "state"), section=B)
+BOUNCER_SERVERS = _spec("tierwatch_pgbouncer_servers", "gauge",
+                        "Server connections per pool by state (SHOW POOLS sv_*).",
+                        ("database", "user", "state"), section=B)
+BOUNCER_MAX_WAIT = _spec("tierwatch_pgbouncer_max_wait_seconds", "gauge",
+                         "Age in seconds of the oldest waiting client of the pool.",
+                         ("database", "user"), section=B)
+BOUNCER_POOL_SIZE = _spec("tierwatch_pgbouncer_pool_size", "gauge",
+                          "Effective pool size of the database (SHOW DATABASES).",
+                          ("database",), section=B)
+BOUNCER_SATURATION = _spec("tierwatch_pgbouncer_pool_saturation_ratio", "gauge",
+                           "(Active server connections + waiting clients) / pool size; "
+                           ">= 1 means clients queue.", ("database", "user"), section=B)
+BOUNCER_CLIENT_CONNECTIONS = _spec("tierwatch_pgbouncer_client_connections", "gauge",
+                                   "All client connections to PgBouncer.", section=B)
+BOUNCER_MAX_CLIENT_CONNECTIONS = _spec("tierwatch_pgbouncer_max_client_connections", "gauge",
+                                       "PgBouncer's max_client_conn setting.", section=B)
+BOUNCER_TRANSACTIONS = _spec("tierwatch_pgbouncer_transactions_total", "counter",
+                             "Transactions pooled by PgBouncer (SHOW STATS).", ("database",),
+                             section=B)
+BOUNCER_QUERIES = _spec("tierwatch_pgbouncer_queries_total", "counter",
+                        "Queries pooled by PgBouncer (SHOW STATS).", ("database",), section=B)
+BOUNCER_WAIT_SECONDS = _spec("tierwatch_pgbouncer_wait_seconds_total", "counter",
+                             "Time in seconds clients spent waiting for a server.",
+                             ("database",), section=B)
+
+# --- Redis ----------------------------------------------------------------------------------
+X = "redis"
+REDIS_HITS = _spec("tierwatch_redis_keyspace_hits_total", "counter",
+                   "Successful key lookups (INFO keyspace_hits).", section=X)
+REDIS_MISSES = _spec("tierwatch_redis_keyspace_misses_total", "counter",
+                     "Failed key lookups (INFO keyspace_misses).", section=X)
+REDIS_HIT_RATIO = _spec("tierwatch_redis_cache_hit_ratio", "gauge",
+                        "Hits / (hits + misses) between the last two polls (0-1).", section=X)
+REDIS_EVICTED = _spec("tierwatch_redis_evicted_keys_total", "counter",
+                      "Keys evicted because of maxmemory.", section=X)
+REDIS_EXPIRED = _spec("tierwatch_redis_expired_keys_total", "counter",
+                      "Keys removed because their TTL passed.", section=X)
+REDIS_MEMORY_USED = _spec("tierwatch_redis_memory_used_bytes", "gauge",
+                          "Memory used by Redis in bytes (used_memory).", section=X)
+REDIS_MEMORY_MAX = _spec("tierwatch_redis_memory_max_bytes", "gauge",
+                         "The maxmemory setting in bytes (0 = no limit).", section=X)
+REDIS_POLICY = _spec("tierwatch_redis_maxmemory_policy_info", "gauge",
+                     "Always 1; the maxmemory-policy in force.", ("policy",), section=X)
+REDIS_CLIENTS = _spec("tierwatch_redis_connected_clients", "gauge",
+                      "Client connections (INFO connected_clients).", section=X)
+REDIS_MAX_CLIENTS = _spec("tierwatch_redis_max_clients", "gauge",
+                          "The maxclients setting.", section=X)
+REDIS_REJECTED = _spec("tierwatch_redis_rejected_connections_total", "counter",
+                       "Connections rejected because of maxclients.", section=X)
+REDIS_KEYS = _spec("tierwatch_redis_keys", "gauge", "Keys per database.", ("db",), section=X)
+REDIS_KEYS_EXPIRING = _spec("tierwatch_redis_keys_expiring", "gauge",
+                            "Keys with a TTL per database.", ("db",), section=X)
+
+# --- extras beyond the contract, one block per collector module ------------------------------
+# (collector authors: add your own specs below under a comment naming your module)

@@ -1,0 +1,119 @@
+"""The `tierwatch` command line: run, check, health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from exporter import __version__
+from exporter.cluster import ClusterState
+from exporter.config import ConfigError, Settings, all_targets, config_path, load_settings
+from exporter.secrets import ScrubbingFilter
+
+EXIT_OK, EXIT_DOWN, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tierwatch",
+        description="Watches PostgreSQL, its replicas, PgBouncer and Redis for Prometheus.",
+    )
+    parser.add_argument("--version", action="version", version=f"tierwatch {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="settings file (or set TIERWATCH_CONFIG)")
+    parser.add_argument("-c", "--config", help="settings file (or set TIERWATCH_CONFIG)")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", parents=[common], help="the daemon (default)")
+    sub.add_parser("check", parents=[common],
+                   help="poll every target once, print the exposition; exit 1 if any is down")
+    sub.add_parser("health", parents=[common],
+                   help="exit 0 if the daemon at the configured listen address is healthy")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    handler.addFilter(ScrubbingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        path = config_path(args.config)
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"tierwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if command == "health":
+            return _health(settings)
+        _setup_logging(settings.log_level)
+        if command == "check":
+            return asyncio.run(_check(settings))
+        from exporter.daemon import run_daemon
+
+        return asyncio.run(run_daemon(settings, path))
+    except ConfigError as exc:
+        print(f"tierwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _health(settings: Settings) -> int:
+    host = settings.listen_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    url = f"http://{host}:{settings.listen_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return EXIT_OK if response.status == 200 else EXIT_DOWN
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"tierwatch: {url}: not healthy: {exc}", file=sys.stderr)
+        return EXIT_DOWN
+
+
+async def _check(settings: Settings) -> int:
+    from exporter.poller import TargetPoller
+    from exporter.render import render
+
+    clusters = {
+        c.name: ClusterState(c.name, tuple(t.name for t in c.postgres)) for c in settings.clusters
+    }
+    pollers = [TargetPoller(clusters[c.name], t, settings) for c, t in all_targets(settings)]
+    for poller in pollers:
+        await poller.open()
+    try:
+        # primaries first, so a replica's lag can be dated against the primary's WAL
+        snapshots = []
+        for batch in (
+            [p for p in pollers if p.kind.value == "postgres"],
+            [p for p in pollers if p.kind.value != "postgres"],
+        ):
+            snapshots += await asyncio.gather(*(p.poll() for p in batch))
+    finally:
+        await asyncio.gather(*(p.close() for p in pollers), return_exceptions=True)
+    sys.stdout.write(render(snapshots).decode())
+    sys.stdout.flush()
+    for snap in snapshots:
+        ms = snap.poll_duration.sum * 1000
+        state = "up" if snap.up else f"DOWN: {snap.error}"
+        print(f"{snap.target} ({snap.target.kind}): {state} [{ms:.0f} ms]", file=sys.stderr)
+    _ = time
+    return EXIT_OK if all(s.up for s in snapshots) else EXIT_DOWN
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

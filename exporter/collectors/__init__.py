@@ -1,0 +1,12 @@
+"""The collectors of each kind of target, listed explicitly (no discovery by name)."""
+
+from __future__ import annotations
+
+from exporter.collectors.base import InfoCollector, SqlCollector
+from exporter.collectors.pg_status import PgStatus
+from exporter.collectors.pgbouncer_pools import PgbouncerPools
+from exporter.collectors.redis_info import RedisInfo
+
+POSTGRES_COLLECTORS: tuple[SqlCollector, ...] = (PgStatus(),)
+PGBOUNCER_COLLECTORS: tuple[SqlCollector, ...] = (PgbouncerPools(),)
+REDIS_COLLECTORS: tuple[InfoCollector, ...] = (RedisInfo(),)

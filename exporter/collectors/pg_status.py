@@ -1,0 +1,40 @@
+"""PostgreSQL role, WAL position and connection limit: the query every poll starts with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from exporter import catalogue as c
+from exporter.collectors.base import ALL_ROLES, Output, Row
+from exporter.model import Fact, PollContext, Role
+
+# The poller reads the role from this query's row before any other collector parses, so the
+# whole poll still costs one round trip. pg_current_wal_lsn() raises on a replica: guarded.
+STATUS_SQL = """SELECT pg_is_in_recovery() AS in_recovery,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') END AS current_wal_bytes,
+  current_setting('max_connections')::float8 AS max_connections,
+  extract(epoch FROM now())::float8 AS server_now"""
+
+
+def role_of(rows: Sequence[Row]) -> Role:
+    return Role.REPLICA if rows and rows[0]["in_recovery"] else Role.PRIMARY
+
+
+class PgStatus:
+    name: ClassVar[str] = "pg_status"
+    roles: ClassVar[frozenset[Role]] = ALL_ROLES
+
+    def queries(self, ctx: PollContext) -> Sequence[str]:
+        return (STATUS_SQL,)
+
+    def parse(self, results: Mapping[str, Sequence[Row]], ctx: PollContext) -> Output:
+        row = results[STATUS_SQL][0]
+        out: Output = [
+            c.PG_IN_RECOVERY(1 if row["in_recovery"] else 0),
+            c.PG_MAX_CONNECTIONS(row["max_connections"]),
+        ]
+        if row["current_wal_bytes"] is not None:
+            out.append(Fact("current_wal_bytes", float(row["current_wal_bytes"])))
+        return out

@@ -1,0 +1,283 @@
+"""The settings file: loaded once into frozen, validated models; errors name the field path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.functional_validators import PlainValidator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from exporter.dsn import DsnError, PgDsn, RedisUrl
+
+ENV_CONFIG_PATH = "TIERWATCH_CONFIG"
+
+
+class ConfigError(Exception):
+    """A settings problem, already phrased as the one line the user sees."""
+
+
+def _pg_dsn(value: Any) -> PgDsn:
+    if isinstance(value, PgDsn):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    try:
+        return PgDsn(value)
+    except DsnError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _redis_url(value: Any) -> RedisUrl:
+    if isinstance(value, RedisUrl):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    try:
+        return RedisUrl(value)
+    except DsnError as exc:
+        raise ValueError(str(exc)) from None
+
+
+PgDsnField = Annotated[
+    PgDsn, PlainValidator(_pg_dsn), PlainSerializer(str), WithJsonSchema({"type": "string"})
+]
+RedisUrlField = Annotated[
+    RedisUrl, PlainValidator(_redis_url), PlainSerializer(str), WithJsonSchema({"type": "string"})
+]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Target(_Frozen):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    password_file: Path | None = None
+    poll_interval: Seconds | None = None
+
+    @field_validator("password_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{path} is not UTF-8 text") from None
+        return path
+
+    def file_password(self) -> str | None:
+        """The password_file's content, read fresh so rotated secrets apply on reconnect."""
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+class PostgresTarget(_Target):
+    dsn: PgDsnField
+
+    def password(self) -> str | None:
+        return self.file_password() or self.dsn.password
+
+
+class PgbouncerTarget(_Target):
+    dsn: PgDsnField
+
+    def password(self) -> str | None:
+        return self.file_password() or self.dsn.password
+
+
+class RedisTarget(_Target):
+    url: RedisUrlField
+
+    def password(self) -> str | None:
+        return self.file_password() or self.url.password
+
+
+class Cluster(_Frozen):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    postgres: tuple[PostgresTarget, ...] = ()
+    pgbouncer: tuple[PgbouncerTarget, ...] = ()
+    redis: tuple[RedisTarget, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Cluster:
+        seen: set[str] = set()
+        for kind in ("postgres", "pgbouncer", "redis"):
+            for index, target in enumerate(getattr(self, kind)):
+                if target.name in seen:
+                    raise ValueError(
+                        f"{kind}[{index}].name: target name {target.name!r} is used twice "
+                        f"in cluster {self.name!r}"
+                    )
+                seen.add(target.name)
+        return self
+
+
+class Settings(BaseSettings):
+    """Top-level settings; each scalar may be overridden by TIERWATCH_<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TIERWATCH_", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    listen: str = "127.0.0.1:9847"
+    poll_interval: Seconds = 15.0
+    # a poll is abandoned after min(poll_timeout, 0.8 x its interval)
+    poll_timeout: Seconds = 10.0
+    connect_timeout: Seconds = 3.0
+    statement_timeout: Seconds = 5.0
+    # random delay added to each poll, at most this many seconds or 10 % of the interval
+    poll_jitter: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    pool_max_connections: Annotated[int, Field(ge=1, le=10)] = 2
+    log_level: str = "info"
+    clusters: tuple[Cluster, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment first: TIERWATCH_* overrides what the file says
+        return env_settings, init_settings
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port, as in 127.0.0.1:9847")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in ("debug", "info", "warning", "error"):
+            raise ValueError("must be one of debug, info, warning, error")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_clusters(self) -> Settings:
+        names = [c.name for c in self.clusters]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"clusters[{index}].name: cluster name {name!r} is used twice")
+        return self
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def interval_of(self, target: _Target) -> float:
+        return target.poll_interval or self.poll_interval
+
+    def deadline_of(self, target: _Target) -> float:
+        return min(self.poll_timeout, 0.8 * self.interval_of(target))
+
+    def jitter_of(self, target: _Target) -> float:
+        return min(self.poll_jitter, 0.1 * self.interval_of(target))
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _first_error(path: Path, exc: ValidationError) -> str:
+    err = exc.errors(include_input=False, include_url=False)[0]
+    msg = str(err.get("msg", "invalid"))
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    where = _field_path(tuple(err.get("loc", ())))
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown setting"
+    # a model-level validator reports the sub-path inside its message: join them
+    if ": " in msg and msg.split(": ", 1)[0].replace("[", ".").replace("]", "").replace(
+        ".", ""
+    ).replace("_", "").isalnum():
+        sub, msg = msg.split(": ", 1)
+        where = f"{where}.{sub}" if where else sub
+    count = exc.error_count()
+    more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
+    return f"{path}: {where or '(top level)'}: {msg}{more}"
+
+
+def config_path(cli_value: str | None) -> Path:
+    value = cli_value or os.environ.get(ENV_CONFIG_PATH)
+    if not value:
+        raise ConfigError(f"no config file: pass -c FILE or set {ENV_CONFIG_PATH}")
+    return Path(value)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the settings file; raises ConfigError with one clear line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        # never str(exc): PyYAML quotes the offending line, which may hold a password
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(f"{path}: invalid YAML at {where}: {exc.problem}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: invalid YAML") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: (top level): must be a mapping of settings")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(path, exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {type(exc).__name__}: invalid settings") from None
+
+
+AnyTarget = PostgresTarget | PgbouncerTarget | RedisTarget
+
+
+def all_targets(settings: Settings) -> list[tuple[Cluster, AnyTarget]]:
+    return [
+        (cluster, target)
+        for cluster in settings.clusters
+        for target in (*cluster.postgres, *cluster.pgbouncer, *cluster.redis)
+    ]

@@ -1,0 +1,144 @@
+"""The daemon's own small, bounded connection pools: the only place that sees real secrets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from exporter.config import PgbouncerTarget, PostgresTarget, RedisTarget, Settings
+from exporter.secrets import SECRETS
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "tierwatch"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    idle: int
+    used: int
+    max: int
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return SECRETS.scrub(text[0] if text else type(exc).__name__)
+
+
+class PgPool:
+    """A psycopg pool for one PostgreSQL or PgBouncer target.
+
+    min_size 1 keeps one warm connection, so steady-state polling opens no new sessions.
+    PgBouncer's admin console speaks only the simple query protocol and allows no
+    transactions: autocommit, and prepare_threshold=None so a repeated SHOW is never
+    turned into a server-side prepared statement.
+    """
+
+    def __init__(
+        self,
+        target: PostgresTarget | PgbouncerTarget,
+        settings: Settings,
+        *,
+        admin_console: bool,
+    ) -> None:
+        password = target.password()
+        if password:
+            SECRETS.add(password)
+        overrides: dict[str, Any] = {
+            "password": password,
+            "application_name": APPLICATION_NAME,
+            "connect_timeout": max(1, round(settings.connect_timeout)),
+        }
+        if not admin_console:
+            # PgBouncer rejects the `options` startup parameter; PostgreSQL gets hard limits
+            ms = int(settings.statement_timeout * 1000)
+            overrides["options"] = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+        self._kwargs = target.dsn.reveal(**overrides)
+        self._kwargs.update(autocommit=True, prepare_threshold=None, row_factory=dict_row)
+        self.last_connect_error: str | None = None
+        self.max_size = settings.pool_max_connections
+        owner = self
+
+        class _Connection(psycopg.AsyncConnection[Any]):
+            # remembers why connecting failed: the pool itself only reports a timeout
+            @classmethod
+            async def connect(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+                try:
+                    conn = await super().connect(*args, **kwargs)
+                except Exception as exc:
+                    owner.last_connect_error = _first_line(exc)
+                    raise
+                owner.last_connect_error = None
+                return conn
+
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            conninfo="",
+            kwargs=self._kwargs,
+            connection_class=_Connection,
+            min_size=1,
+            max_size=self.max_size,
+            open=False,
+            name=f"tierwatch:{target.name}",
+            timeout=settings.connect_timeout,
+            reconnect_timeout=0,  # never give up in the background; polls report the outage
+            num_workers=1,
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close(timeout=1.0)
+
+    def stats(self) -> PoolStats:
+        s = self.pool.get_stats()
+        size, available = s.get("pool_size", 0), s.get("pool_available", 0)
+        return PoolStats(idle=available, used=max(0, size - available), max=self.max_size)
+
+
+class RedisClient:
+    """One redis-py asyncio client with a small blocking pool for one Redis target."""
+
+    def __init__(self, target: RedisTarget, settings: Settings) -> None:
+        url = target.url
+        password = target.password()
+        if password:
+            SECRETS.add(password)
+        self.max_size = settings.pool_max_connections
+        self._pool = aioredis.BlockingConnectionPool(
+            host=url.host,
+            port=url.port,
+            db=url.db,
+            username=url.username,
+            password=password,
+            max_connections=self.max_size,
+            timeout=settings.connect_timeout,
+            socket_timeout=settings.statement_timeout,
+            socket_connect_timeout=settings.connect_timeout,
+            # an ACL user limited to INFO and PING cannot run CLIENT SETINFO/SETNAME
+            driver_info=None,
+            retry=Retry(NoBackoff(), 0),
+            **({"connection_class": aioredis.SSLConnection} if url.tls else {}),
+        )
+        self.client = aioredis.Redis(connection_pool=self._pool, decode_responses=False)
+
+    async def open(self) -> None:
+        """Nothing to do: redis-py connects on first use."""
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self._pool.disconnect()
+
+    def stats(self) -> PoolStats:
+        # redis-py exposes no public counts; these private lists are stable since 4.2
+        used = len(getattr(self._pool, "_in_use_connections", ()))
+        idle = len(getattr(self._pool, "_available_connections", ()))
+        return PoolStats(idle=idle, used=used, max=self.max_size)

@@ -1,0 +1,171 @@
+"""Builds the pollers from the settings, schedules them, serves HTTP, reloads on SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from exporter.cluster import ClusterState
+from exporter.config import ConfigError, Settings, all_targets, load_settings
+from exporter.httpserver import HttpServer
+from exporter.model import TargetId
+from exporter.poller import TargetPoller, kind_of
+from exporter.render import render
+from exporter.scheduler import PollScheduler
+from exporter.snapshot import SnapshotStore, TargetSnapshot
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 1.0
+
+
+def _signature(settings: Settings, poller_config: object) -> tuple[object, ...]:
+    """What a poller depends on: a reload keeps a poller whose signature did not change."""
+    return (
+        poller_config,
+        settings.poll_interval,
+        settings.poll_timeout,
+        settings.poll_jitter,
+        settings.connect_timeout,
+        settings.statement_timeout,
+        settings.pool_max_connections,
+    )
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = SnapshotStore(render)
+        self.scheduler = PollScheduler()
+        self.pollers: dict[TargetId, TargetPoller] = {}
+        self._signatures: dict[TargetId, tuple[object, ...]] = {}
+        self.clusters: dict[str, ClusterState] = {}
+        self._heartbeat = time.monotonic()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    def healthy(self) -> bool:
+        # read from HTTP threads: both are plain attribute reads
+        fresh = time.monotonic() - self._heartbeat < 10 * HEARTBEAT_SECONDS
+        return self.scheduler.running and fresh
+
+    async def start(self) -> None:
+        self.scheduler.start()
+        self._heartbeat_task = asyncio.create_task(self._beat(), name="heartbeat")
+        await self.apply(self.settings, initial=True)
+
+    async def _beat(self) -> None:
+        while True:
+            self._heartbeat = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def apply(self, settings: Settings, initial: bool = False) -> None:
+        """Make the running pollers match `settings`; unchanged targets keep pool and data."""
+        wanted: dict[TargetId, tuple[object, ...]] = {}
+        configs = {}
+        for cluster, target in all_targets(settings):
+            poller_id = TargetId(cluster.name, target.name, kind_of(target))
+            wanted[poller_id] = _signature(settings, target)
+            configs[poller_id] = (cluster, target)
+        removed = [t for t in self.pollers if self._signatures.get(t) != wanted.get(t)]
+        for target_id in removed:
+            await self._remove(target_id)
+        self.settings = settings
+        for cluster in settings.clusters:
+            names = tuple(t.name for t in cluster.postgres)
+            state = self.clusters.get(cluster.name)
+            if state is None:
+                self.clusters[cluster.name] = ClusterState(cluster.name, names)
+            else:
+                state.postgres_targets = names
+        for name in [n for n in self.clusters if n not in {c.name for c in settings.clusters}]:
+            del self.clusters[name]
+        self.store.expect(wanted)
+        added = [t for t in wanted if t not in self.pollers]
+        for target_id in added:
+            cluster, target = configs[target_id]
+            poller = TargetPoller(self.clusters[cluster.name], target, settings)
+            self.pollers[target_id] = poller
+            self._signatures[target_id] = wanted[target_id]
+            await poller.open()
+            self.scheduler.add(str(target_id), self._job(poller), poller.interval, poller.jitter)
+        if not initial:
+            log.info(
+                "configuration reloaded: %d targets (%d added, %d removed)",
+                len(wanted), len(added), len([t for t in removed if t not in wanted]),
+            )
+
+    def _job(self, poller: TargetPoller):  # type: ignore[no-untyped-def]
+        async def run() -> None:
+            snapshot: TargetSnapshot = await poller.poll()
+            self.store.publish(snapshot)
+
+        return run
+
+    async def _remove(self, target_id: TargetId) -> None:
+        self.scheduler.remove(str(target_id))
+        poller = self.pollers.pop(target_id)
+        self._signatures.pop(target_id, None)
+        state = self.clusters.get(target_id.cluster)
+        if state is not None:
+            state.forget(target_id.target)
+        await poller.close()
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        await asyncio.gather(
+            *(p.close() for p in self.pollers.values()), return_exceptions=True
+        )
+        self.pollers.clear()
+
+
+
+
+async def run_daemon(settings: Settings, path: Path) -> int:
+    """Runs until SIGTERM or SIGINT; SIGHUP re-reads `path`. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reload_requested = asyncio.Event()
+    # handlers only set flags; the loop below does the work
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+
+    daemon = Daemon(settings)
+    try:
+        http = HttpServer(settings.listen_host, settings.listen_port, daemon.store, daemon.healthy)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: listen: cannot listen on {settings.listen}: {exc.strerror}"
+        ) from None
+    http.start()
+    host, port = http.address
+    log.info("tierwatch listening on http://%s:%d/metrics, %d targets",
+             host, port, len(all_targets(settings)))
+    await daemon.start()
+    try:
+        while not stop.is_set():
+            waiter = asyncio.create_task(reload_requested.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if reload_requested.is_set() and not stop.is_set():
+                reload_requested.clear()
+                try:
+                    new = load_settings(path)
+                except ConfigError as exc:
+                    log.error("reload refused, keeping the running configuration: %s", exc)
+                    continue
+                if new.listen != daemon.settings.listen:
+                    log.warning("listen changed to %s: takes effect after a restart", new.listen)
+                await daemon.apply(new)
+    finally:
+        log.info("shutting down")
+        http.stop()
+        await daemon.stop()
+    return 0

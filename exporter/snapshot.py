@@ -1,0 +1,112 @@
+"""Immutable per-target poll results and the store that swaps them in whole."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from exporter.model import Metric, TargetId
+
+POLL_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Cumulative bucket counts (aligned with POLL_BUCKETS), sum and count."""
+
+    buckets: tuple[int, ...]
+    sum: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    """What one poll of one target found; `metrics` is empty when the poll failed."""
+
+    target: TargetId
+    up: bool
+    polled_at: float
+    metrics: tuple[Metric, ...]  # data series of the collectors; empty when down
+    daemon_metrics: tuple[Metric, ...]  # up, errors, last success, pool: always present
+    poll_duration: Histogram
+    facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    error: str | None = None  # one redacted line, for logs and `check`
+
+    def values(self) -> dict[tuple[str, tuple[str, ...]], float]:
+        return {(m.spec.name, m.labels): m.value for m in self.metrics}
+
+
+Renderer = Callable[[Iterable[TargetSnapshot]], bytes]
+
+
+@dataclass(slots=True)
+class _Rendered:
+    generation: int
+    body: bytes
+    gzipped: bytes | None = None
+
+
+class SnapshotStore:
+    """Holds the latest snapshot per target behind one reference.
+
+    Writers (the event loop) replace the whole mapping; readers (HTTP threads) take one
+    reference and never wait on a poll. The exposition is rendered at most once per change,
+    on the first scrape after it, and reused until the next change.
+    """
+
+    def __init__(self, renderer: Renderer) -> None:
+        self._renderer = renderer
+        self._snapshots: Mapping[TargetId, TargetSnapshot] = MappingProxyType({})
+        self._expected: frozenset[TargetId] = frozenset()
+        self._generation = 0
+        self._rendered = _Rendered(-1, b"")
+        self._render_lock = threading.Lock()
+
+    @property
+    def snapshots(self) -> Mapping[TargetId, TargetSnapshot]:
+        return self._snapshots
+
+    @property
+    def expected(self) -> frozenset[TargetId]:
+        return self._expected
+
+    def expect(self, targets: Iterable[TargetId]) -> None:
+        """Declare the configured targets; snapshots of any other target are dropped."""
+        self._expected = frozenset(targets)
+        self._swap({k: v for k, v in self._snapshots.items() if k in self._expected})
+
+    def publish(self, snapshot: TargetSnapshot) -> None:
+        if snapshot.target not in self._expected:
+            return  # a poll that finished after a reload removed its target
+        self._swap({**self._snapshots, snapshot.target: snapshot})
+
+    def _swap(self, snapshots: dict[TargetId, TargetSnapshot]) -> None:
+        # the mapping is replaced before the generation moves, so a reader that sees the
+        # new generation also sees the new mapping
+        self._snapshots = MappingProxyType(snapshots)
+        self._generation += 1
+
+    def ready(self) -> bool:
+        snapshots = self._snapshots
+        return all(t in snapshots for t in self._expected)
+
+    def body(self, gzipped: bool = False) -> bytes:
+        rendered = self._rendered
+        if rendered.generation != self._generation:
+            with self._render_lock:
+                rendered = self._rendered
+                generation = self._generation
+                if rendered.generation != generation:
+                    rendered = _Rendered(generation, self._renderer(self._snapshots.values()))
+                    self._rendered = rendered
+        if not gzipped:
+            return rendered.body
+        if rendered.gzipped is None:  # two threads may both compress once: harmless
+            rendered.gzipped = gzip.compress(rendered.body, compresslevel=5)
+        return rendered.gzipped
