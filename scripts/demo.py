@@ -1,0 +1,93 @@
+"""`make demo`: a local primary + replica + PgBouncer + Redis, and tierwatch watching them.
+
+Runs in the foreground; Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.topology import Topology  # noqa: E402
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", default=os.environ.get("DEMO_LISTEN", "127.0.0.1:9847"))
+    parser.add_argument("--poll-interval", type=float, default=5.0)
+    args = parser.parse_args()
+
+    stop = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    demo_dir = REPO / ".tierwatch-demo"
+    demo_dir.mkdir(exist_ok=True)
+    print("demo: starting PostgreSQL primary + replica, PgBouncer and Redis ...", flush=True)
+    with Topology() as topo:
+        config = demo_dir / "tierwatch.yaml"
+        config.write_text(topo.tierwatch_config(poll_interval=args.poll_interval,
+                                                listen=args.listen))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "run", "-c", str(config)], cwd=REPO,
+            start_new_session=True,
+        )
+        host, _, port = args.listen.rpartition(":")
+        url = f"http://{host}:{port}"
+        try:
+            if not _wait_ready(url, proc):
+                print("demo: tierwatch did not become ready; see its log above", file=sys.stderr)
+                return 1
+            print(f"""
+demo: everything is up.
+  metrics     {url}/metrics
+  health      {url}/healthz   readiness {url}/readyz
+  config      {config}
+  primary     {topo.superuser_dsn(topo.primary)}
+  replica     {topo.superuser_dsn(topo.replica)}
+  pgbouncer   127.0.0.1:{topo.pgbouncer.port} (database app)
+  redis       {topo.redis_url()}
+Press Ctrl-C to stop everything.
+""", flush=True)
+            while not stop and proc.poll() is None:
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            print("demo: stopping ...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the system packages the topology and the alert tests need, only those missing.
+# As root it uses apt-get directly; as a normal user it uses sudo when it can, else it says
+# what to install and stops.
+set -euo pipefail
+
+PG_BIN=/usr/lib/postgresql/15/bin
+declare -A NEED=(
+  [pgbouncer]=pgbouncer
+  [redis-server]=redis-server
+  [promtool]=prometheus
+  [amtool]=prometheus-alertmanager
+)
+missing=()
+for bin in "${!NEED[@]}"; do
+  command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("${NEED[$bin]}")
+done
+[ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
+[ -x "$PG_BIN/pg_basebackup" ] || missing+=(postgresql-client-15)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  SUDO=(sudo)
+else
+  echo "install-deps: please install as root: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+# RUNLEVEL=1 keeps the packages' init scripts from starting system-wide services:
+# the harness starts its own instances on free ports.
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

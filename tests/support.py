@@ -1,0 +1,154 @@
+"""Helpers the tests share: waiting with a deadline, running the daemon, reading /metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Polls `pred` until it returns something truthy; fails saying what never happened."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = pred()
+            if result:
+                return result
+        except Exception as exc:  # the condition may not be checkable yet
+            last_error = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"{what} did not happen within {timeout:g}s{detail}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+class Scrape:
+    """One parsed /metrics body."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: list[Sample] = []
+        self.types: dict[str, str] = {}
+        for family in text_string_to_metric_families(text):
+            self.types[family.name] = family.type
+            for s in family.samples:
+                self.samples.append(Sample(s.name, dict(s.labels), float(s.value)))
+
+    def find(self, name: str, **labels: str) -> list[Sample]:
+        return [
+            s for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one sample matching; None if absent; error if ambiguous."""
+        found = self.find(name, **labels)
+        if len(found) > 1:
+            raise AssertionError(f"{name}{labels} matches {len(found)} samples")
+        return found[0].value if found else None
+
+    def names(self) -> set[str]:
+        return {s.name for s in self.samples}
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None
+             ) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class DaemonProcess:
+    """`tierwatch run` as a real child process on a free port."""
+
+    def __init__(self, config_text: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="tierwatch-test-"))
+        self.config_path = self.dir / "tierwatch.yaml"
+        self.write_config(config_text)
+        self.log_path = self.dir / "tierwatch.log"
+        self._env = {**os.environ, **(env or {}), "TIERWATCH_LISTEN": f"127.0.0.1:{self.port}"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, text: str) -> None:
+        self.config_path.write_text(text)
+
+    def start(self, wait_ready: bool = True, timeout: float = 30.0) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "run", "-c", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=self._env, cwd=REPO,
+        )
+        log.close()
+        if wait_ready:
+            wait_until(lambda: self._status("/readyz") == 200, timeout,
+                       f"tierwatch ready on {self.url} (log: {self.log_tail()})")
+        return self
+
+    def _status(self, path: str) -> int:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"tierwatch exited {self.proc.returncode}: {self.log_tail()}")
+        return http_get(self.url + path, timeout=2)[0]
+
+    def scrape(self) -> Scrape:
+        status, body = http_get(self.url + "/metrics")
+        assert status == 200, status
+        return Scrape(body.decode())
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])

@@ -1,0 +1,111 @@
+"""The exposition: merged families, counters, histograms, absent series on a failed poll."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+from types import MappingProxyType
+
+import pytest
+
+from exporter import catalogue as c
+from exporter.model import Kind, TargetId
+from exporter.render import render
+from exporter.snapshot import POLL_BUCKETS, Histogram, SnapshotStore, TargetSnapshot
+from tests.support import Scrape
+
+PRIMARY = TargetId("main", "primary", Kind.POSTGRES)
+CACHE = TargetId("main", "cache", Kind.REDIS)
+
+
+def snap(target: TargetId, up: bool, metrics: tuple = ()) -> TargetSnapshot:
+    kind = target.kind.value
+    return TargetSnapshot(
+        target=target, up=up, polled_at=1.0, metrics=metrics,
+        daemon_metrics=(c.UP(1 if up else 0, kind), c.POLL_ERRORS(0 if up else 1, kind)),
+        poll_duration=Histogram(tuple([1] * len(POLL_BUCKETS)), 0.004, 1),
+        facts=MappingProxyType({}),
+    )
+
+
+def test_families_merge_across_targets_and_carry_identity_labels() -> None:
+    text = render([
+        snap(PRIMARY, True, (c.PG_MAX_CONNECTIONS(100), c.PG_BLOCKS_HIT(7, "app"))),
+        snap(CACHE, True, (c.REDIS_HITS(5),)),
+    ]).decode()
+    scrape = Scrape(text)
+    assert text.count("# TYPE tierwatch_up gauge") == 1
+    assert scrape.value("tierwatch_up", cluster="main", target="cache", kind="redis") == 1
+    assert scrape.value("tierwatch_pg_blocks_hit_total", target="primary", datname="app") == 7
+    assert scrape.types["tierwatch_pg_blocks_hit"] == "counter"
+    assert scrape.value("tierwatch_poll_duration_seconds_count", target="cache") == 1
+    assert scrape.value("tierwatch_poll_duration_seconds_bucket", target="cache", le="+Inf") == 1
+    build = scrape.find("tierwatch_build_info")
+    assert len(build) == 1 and set(build[0].labels) == {"version", "python_version"}
+
+
+def test_failed_poll_keeps_only_daemon_series() -> None:
+    scrape = Scrape(render([snap(PRIMARY, False)]).decode())
+    assert scrape.value("tierwatch_up", target="primary") == 0
+    assert scrape.value("tierwatch_poll_errors_total", target="primary") == 1
+    assert scrape.find("tierwatch_pg_max_connections") == []
+
+
+def test_label_values_are_escaped() -> None:
+    odd = 'quote" back\\slash\nnewline'
+    scrape = Scrape(render([snap(PRIMARY, True, (c.PG_BLOCKS_HIT(1, odd),))]).decode())
+    assert scrape.value("tierwatch_pg_blocks_hit_total", datname=odd) == 1
+
+
+def test_spec_rejects_wrong_label_count() -> None:
+    with pytest.raises(ValueError, match="takes labels"):
+        c.PG_BLOCKS_HIT(1)
+
+
+def test_store_renders_once_per_change_and_serves_gzip() -> None:
+    calls = []
+
+    def counting(snapshots):
+        calls.append(1)
+        return render(snapshots)
+
+    store = SnapshotStore(counting)
+    store.expect([PRIMARY, CACHE])
+    assert not store.ready()
+    store.publish(snap(PRIMARY, True))
+    first = store.body()
+    assert store.body() is first and len(calls) == 1
+    assert gzip.decompress(store.body(gzipped=True)) == first
+    store.publish(snap(CACHE, False))
+    assert store.ready()
+    assert store.body() != first and len(calls) == 2
+
+
+def test_store_drops_snapshots_of_removed_targets() -> None:
+    store = SnapshotStore(render)
+    store.expect([PRIMARY, CACHE])
+    store.publish(snap(PRIMARY, True))
+    store.publish(snap(CACHE, True))
+    store.expect([CACHE])
+    store.publish(snap(PRIMARY, True))  # a late poll of a removed target
+    assert set(store.snapshots) == {CACHE}
+    assert 'target="primary"' not in store.body().decode()
+
+
+def test_catalogue_names_are_valid_and_typed() -> None:
+    for name, spec in c.CATALOGUE.items():
+        assert name.startswith("tierwatch_")
+        assert spec.help.endswith("."), name
+        assert (spec.type == "counter") == name.endswith("_total")
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_check_metrics_is_clean() -> None:
+    text = render([
+        snap(PRIMARY, True, (c.PG_MAX_CONNECTIONS(100), c.PG_BLOCKS_HIT(7, "app"))),
+        snap(CACHE, False),
+    ])
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
+        result.stdout + result.stderr)
