@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     poll_jitter: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     pool_max_connections: Annotated[int, Field(ge=1, le=10)] = 2
     log_level: str = "info"
+    # exporter-toolkit web-config file: TLS and basic auth for the HTTP server
+    web_config_file: Path | None = None
+    # keep /healthz and /readyz reachable without credentials (probes of orchestrators)
+    health_without_auth: bool = True
     clusters: tuple[Cluster, ...] = ()
 
     @classmethod

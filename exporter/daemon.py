@@ -16,6 +16,7 @@ from exporter.poller import TargetPoller, kind_of
 from exporter.render import render
 from exporter.scheduler import PollScheduler
 from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +137,21 @@ async def run_daemon(settings: Settings, path: Path) -> int:
     loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
 
     daemon = Daemon(settings)
+    web = load_web_config(settings.web_config_file) if settings.web_config_file else None
     try:
-        http = HttpServer(settings.listen_host, settings.listen_port, daemon.store, daemon.healthy)
+        http = HttpServer(
+            settings.listen_host, settings.listen_port, daemon.store, daemon.healthy,
+            web=web, web_path=settings.web_config_file,
+            health_without_auth=settings.health_without_auth,
+        )
     except OSError as exc:
         raise ConfigError(
             f"{path}: listen: cannot listen on {settings.listen}: {exc.strerror}"
         ) from None
     http.start()
     host, port = http.address
-    log.info("tierwatch listening on http://%s:%d/metrics, %d targets",
-             host, port, len(all_targets(settings)))
+    log.info("tierwatch listening on %s://%s:%d/metrics, %d targets",
+             http.scheme, host, port, len(all_targets(settings)))
     await daemon.start()
     try:
         while not stop.is_set():

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from exporter import __version__
 from exporter.snapshot import SnapshotStore
+from exporter.webconfig import BasicAuth, WebConfig, ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +30,25 @@ LANDING = f"""<!doctype html>
 """.encode()
 
 
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 class _Handler(BaseHTTPRequestHandler):
     store: SnapshotStore
     healthy: Callable[[], bool]
+    auth: BasicAuth | None
+    open_paths: frozenset[str]
+    extra_headers: dict[str, str]
     server_version = f"tierwatch/{__version__}"
     protocol_version = "HTTP/1.1"
+    timeout = 10  # a client that stalls mid-request cannot pin a thread for ever
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        needs_auth = self.auth is not None and path not in self.open_paths
+        if needs_auth and not self.auth.check(self.headers.get("Authorization")):  # type: ignore[union-attr]
+            self._send(401, b"unauthorized\n", www_authenticate=True)
+            return
         if path == "/metrics":
             gz = "gzip" in self.headers.get("Accept-Encoding", "")
             body = self.store.body(gzipped=gz)
@@ -54,13 +69,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(
         self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
-        gzipped: bool = False,
+        gzipped: bool = False, www_authenticate: bool = False,
     ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if gzipped:
             self.send_header("Content-Encoding", "gzip")
+        if www_authenticate:
+            self.send_header("WWW-Authenticate", 'Basic realm="tierwatch", charset="UTF-8"')
+        for name, value in self.extra_headers.items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -69,13 +88,50 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http %s", format % args)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # the handshake happens in the handler's thread, on first read: a slow client
+            # must not hold up the accept loop
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("http connection from %s failed", client_address, exc_info=True)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class HttpServer:
     def __init__(
-        self, host: str, port: int, store: SnapshotStore, healthy: Callable[[], bool]
+        self,
+        host: str,
+        port: int,
+        store: SnapshotStore,
+        healthy: Callable[[], bool],
+        web: WebConfig | None = None,
+        web_path: Path | None = None,
+        health_without_auth: bool = True,
     ) -> None:
-        handler = type("Handler", (_Handler,), {"store": store, "healthy": staticmethod(healthy)})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        auth = BasicAuth(web.basic_auth_users) if web and web.basic_auth_users else None
+        handler = type("Handler", (_Handler,), {
+            "store": store,
+            "healthy": staticmethod(healthy),
+            "auth": auth,
+            "open_paths": HEALTH_PATHS if health_without_auth else frozenset(),
+            "extra_headers": dict(web.http_server_config.headers) if web else {},
+        })
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host, port), handler)
+        if web is not None and web.tls_server_config is not None:
+            self._server.tls = ssl_context(web.tls_server_config, web_path or Path("web-config"))
+        self.scheme = "https" if self._server.tls else "http"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="http", daemon=True
         )
