@@ -189,3 +189,102 @@ REDIS_KEYS_EXPIRING = _spec("tierwatch_redis_keys_expiring", "gauge",
 
 # --- extras beyond the contract, one block per collector module ------------------------------
 # (collector authors: add your own specs below under a comment naming your module)
+
+# --- PgBouncer and Redis extras (collectors/pgbouncer_*.py, redis_*.py) ----------------------
+BOUNCER_CANCEL_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_cancel_connections", "gauge",
+    "Connections busy with cancel requests per pool (SHOW POOLS *_cancel*, PgBouncer 1.18+).",
+    ("database", "user", "state"), section=B)
+BOUNCER_RESERVE_POOL_SIZE = _spec("tierwatch_pgbouncer_reserve_pool_size", "gauge",
+                                  "Extra server connections the database may open under load.",
+                                  ("database",), section=B)
+BOUNCER_DB_SERVER_CONNECTIONS = _spec("tierwatch_pgbouncer_database_server_connections", "gauge",
+                                      "Server connections open for the database.",
+                                      ("database",), section=B)
+BOUNCER_DB_MAX_SERVER_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_database_max_server_connections", "gauge",
+    "max_db_connections of the database (0 = no limit).", ("database",), section=B)
+BOUNCER_DB_PAUSED = _spec("tierwatch_pgbouncer_database_paused", "gauge",
+                          "1 if the database is paused (PAUSE).", ("database",), section=B)
+BOUNCER_DB_DISABLED = _spec("tierwatch_pgbouncer_database_disabled", "gauge",
+                            "1 if the database is disabled (DISABLE).", ("database",), section=B)
+BOUNCER_RECEIVED_BYTES = _spec("tierwatch_pgbouncer_received_bytes_total", "counter",
+                               "Network traffic received from clients, in bytes.",
+                               ("database",), section=B)
+BOUNCER_SENT_BYTES = _spec("tierwatch_pgbouncer_sent_bytes_total", "counter",
+                           "Network traffic sent to clients, in bytes.", ("database",), section=B)
+BOUNCER_TRANSACTION_SECONDS = _spec("tierwatch_pgbouncer_transaction_seconds_total", "counter",
+                                    "Time in seconds server connections spent in transactions.",
+                                    ("database",), section=B)
+BOUNCER_QUERY_SECONDS = _spec("tierwatch_pgbouncer_query_seconds_total", "counter",
+                              "Time in seconds server connections spent running queries.",
+                              ("database",), section=B)
+BOUNCER_SERVER_ASSIGNMENTS = _spec("tierwatch_pgbouncer_server_assignments_total", "counter",
+                                   "Times a server connection was assigned to a client "
+                                   "(PgBouncer 1.23+).", ("database",), section=B)
+BOUNCER_AVG_WAIT = _spec("tierwatch_pgbouncer_avg_wait_seconds", "gauge",
+                         "Average wait in seconds of clients served in the last stats_period.",
+                         ("database",), section=B)
+BOUNCER_SERVER_CONNECTIONS = _spec("tierwatch_pgbouncer_server_connections", "gauge",
+                                   "All server connections of PgBouncer (SHOW LISTS used_servers).",
+                                   section=B)
+BOUNCER_LOGIN_CLIENTS = _spec("tierwatch_pgbouncer_login_clients", "gauge",
+                              "Client connections still logging in.", section=B)
+BOUNCER_POOLS = _spec("tierwatch_pgbouncer_pools", "gauge",
+                      "Pools PgBouncer holds, including its own admin pool.", section=B)
+
+REDIS_FRAGMENTATION = _spec("tierwatch_redis_memory_fragmentation_ratio", "gauge",
+                            "Resident memory / used memory (INFO mem_fragmentation_ratio).",
+                            section=X)
+REDIS_MEMORY_RSS = _spec("tierwatch_redis_memory_rss_bytes", "gauge",
+                         "Resident memory of the server process in bytes.", section=X)
+REDIS_EVICTED_CLIENTS = _spec("tierwatch_redis_evicted_clients_total", "counter",
+                              "Clients evicted because of maxmemory-clients (Redis 7.0+).",
+                              section=X)
+REDIS_UPTIME = _spec("tierwatch_redis_uptime_seconds", "gauge",
+                     "Seconds since the server started.", section=X)
+REDIS_BLOCKED_CLIENTS = _spec("tierwatch_redis_blocked_clients", "gauge",
+                              "Clients waiting in a blocking command (BLPOP, WAIT, ...).",
+                              section=X)
+REDIS_COMMANDS = _spec("tierwatch_redis_commands_processed_total", "counter",
+                       "Commands the server processed.", section=X)
+REDIS_CONNECTIONS_RECEIVED = _spec("tierwatch_redis_connections_received_total", "counter",
+                                   "Client connections the server accepted.", section=X)
+REDIS_SERVER_INFO = _spec("tierwatch_redis_server_info", "gauge",
+                          "Always 1; the server software (redis or valkey) and its version.",
+                          ("server", "version"), section=X)
+REDIS_IS_REPLICA = _spec("tierwatch_redis_is_replica", "gauge",
+                         "1 if the server is a replica (role slave), 0 on a master.", section=X)
+REDIS_CONNECTED_REPLICAS = _spec("tierwatch_redis_connected_replicas", "gauge",
+                                 "Replicas connected to this server.", section=X)
+REDIS_REPL_OFFSET = _spec("tierwatch_redis_replication_offset_bytes", "gauge",
+                          "The server's replication stream position (master_repl_offset), "
+                          "in bytes.", section=X)
+REDIS_REPLICA_OFFSET = _spec("tierwatch_redis_replica_processed_offset_bytes", "gauge",
+                             "On a replica: replication stream position applied "
+                             "(slave_repl_offset), in bytes.", section=X)
+REDIS_REPLICA_LAG_BYTES = _spec("tierwatch_redis_replica_lag_bytes", "gauge",
+                                "On a master: its offset minus the replica's acknowledged "
+                                "offset, in bytes.", ("replica",), section=X)
+REDIS_MASTER_LINK_UP = _spec("tierwatch_redis_master_link_up", "gauge",
+                             "On a replica: 1 if the link to its master is up.", section=X)
+REDIS_MASTER_LAST_IO = _spec("tierwatch_redis_master_last_io_seconds", "gauge",
+                             "On a replica: seconds since the last interaction with its master.",
+                             section=X)
+
+# --- PostgreSQL extras (collectors/pg_*.py) ---------------------------------------------------
+PG_WAL_POSITION = _spec("tierwatch_pg_wal_position_bytes", "gauge",
+                        "WAL position in bytes: the current WAL LSN on a primary, the replay "
+                        "LSN on a replica (rate() is the WAL rate).", section=P)
+PG_SLOT_SAFE_WAL_SIZE = _spec("tierwatch_pg_replication_slot_safe_wal_size_bytes", "gauge",
+                              "WAL the slot may still fall behind before "
+                              "max_slot_wal_keep_size invalidates it, in bytes (absent when "
+                              "unlimited).", ("slot", "slot_type"), section=R)
+PG_SLOT_WAL_STATUS = _spec("tierwatch_pg_replication_slot_wal_status", "gauge",
+                           "1 for the slot's wal_status (reserved, extended, unreserved, "
+                           "lost), 0 for the others.", ("slot", "slot_type", "wal_status"),
+                           section=R)
+PG_REPLICA_LAG_FROM_PRIMARY = _spec("tierwatch_pg_replica_lag_from_primary", "gauge",
+                                    "1 if replica lag was measured against the primary's "
+                                    "recent WAL positions, 0 if it fell back to the "
+                                    "replica's own view.", section=V)

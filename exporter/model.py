@@ -74,6 +74,9 @@ class ClusterView:
     primary_wal: tuple[WalPoint, ...] = ()
     # the postgres target that most recently reported itself as primary
     primary_target: str | None = None
+    # seconds between the primary's last two polls (None until it was polled twice); with
+    # primary_wal[-1].time it tells a reader whether the primary's position is still fresh
+    primary_interval: float | None = None
     # names of the cluster's postgres targets
     postgres_targets: tuple[str, ...] = ()
 

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
+import redis.exceptions
 from psycopg_pool import PoolTimeout
 
 from exporter import catalogue as c
@@ -86,6 +87,7 @@ class TargetPoller:
         self._last: TargetSnapshot | None = None
         self._last_good: TargetSnapshot | None = None
         self._failed_collectors: set[str] = set()
+        self._config_get_refused = False  # Redis: CONFIG GET denied once, never retried
         self._lingering: set[asyncio.Task[Any]] = set()
 
     @property
@@ -149,10 +151,30 @@ class TargetPoller:
 
     async def _collect_redis(self, client: RedisClient, ctx: PollContext) -> _Outcome:
         info = await client.client.info()
+        if "maxclients" not in info and not self._config_get_refused:
+            info = {**info, **await self._config_maxclients(client)}
         outputs = {}
         for collector in REDIS_COLLECTORS:
             outputs[collector.name] = _guard(collector.name, lambda c=collector: c.parse(info, ctx))
         return _merge(outputs)
+
+    async def _config_maxclients(self, client: RedisClient) -> dict[str, Any]:
+        """Redis before 7.0 has no maxclients in INFO: ask CONFIG GET if the ACL allows it.
+
+        A refusal (NOPERM, or CONFIG renamed away) only leaves tierwatch_redis_max_clients
+        out, and is remembered: every denied call would add an entry to the server's ACL LOG.
+        """
+        try:
+            answer = await client.client.config_get("maxclients")
+        except redis.exceptions.ResponseError as exc:
+            self._config_get_refused = True
+            log.info("CONFIG GET maxclients refused on %s, max_clients left out: %s",
+                     self.id, describe(exc))
+            return {}
+        for key, value in answer.items():
+            if _text(key) == "maxclients":
+                return {"maxclients": _text(value)}
+        return {}
 
     async def _collect_sql(self, pool: PgPool, ctx: PollContext) -> _Outcome:
         collectors = POSTGRES_COLLECTORS if self.kind is Kind.POSTGRES else PGBOUNCER_COLLECTORS
@@ -278,6 +300,10 @@ def _merge(outputs: Mapping[str, Output | None]) -> _Outcome:
             else:
                 metrics.append(item)
     return _Outcome(metrics, facts, ok)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _unique(queries: Any) -> list[str]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from exporter.collectors.base import InfoCollector, SqlCollector
 from exporter.collectors.pg_status import PgStatus
+from exporter.collectors.pgbouncer_lists import PgbouncerLists
 from exporter.collectors.pgbouncer_pools import PgbouncerPools
+from exporter.collectors.pgbouncer_stats import PgbouncerStats
 from exporter.collectors.redis_info import RedisInfo
 
 POSTGRES_COLLECTORS: tuple[SqlCollector, ...] = (PgStatus(),)
-PGBOUNCER_COLLECTORS: tuple[SqlCollector, ...] = (PgbouncerPools(),)
+PGBOUNCER_COLLECTORS: tuple[SqlCollector, ...] = (
+    PgbouncerPools(), PgbouncerStats(), PgbouncerLists())
 REDIS_COLLECTORS: tuple[InfoCollector, ...] = (RedisInfo(),)

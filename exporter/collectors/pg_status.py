@@ -10,10 +10,13 @@ from exporter.collectors.base import ALL_ROLES, Output, Row
 from exporter.model import Fact, PollContext, Role
 
 # The poller reads the role from this query's row before any other collector parses, so the
-# whole poll still costs one round trip. pg_current_wal_lsn() raises on a replica: guarded.
+# whole poll still costs one round trip. pg_current_wal_lsn() raises on a replica and
+# pg_last_wal_replay_lsn() is NULL on a primary: each is guarded by the role.
 STATUS_SQL = """SELECT pg_is_in_recovery() AS in_recovery,
   CASE WHEN pg_is_in_recovery() THEN NULL
        ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') END AS current_wal_bytes,
+  CASE WHEN pg_is_in_recovery()
+       THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0') END AS replay_wal_bytes,
   current_setting('max_connections')::float8 AS max_connections,
   extract(epoch FROM now())::float8 AS server_now"""
 
@@ -36,5 +39,11 @@ class PgStatus:
             c.PG_MAX_CONNECTIONS(row["max_connections"]),
         ]
         if row["current_wal_bytes"] is not None:
+            # the primary's position: ClusterState dates replica replay positions with it
             out.append(Fact("current_wal_bytes", float(row["current_wal_bytes"])))
+        position = row["current_wal_bytes"]
+        if position is None:
+            position = row.get("replay_wal_bytes")
+        if position is not None:
+            out.append(c.PG_WAL_POSITION(position))
         return out
