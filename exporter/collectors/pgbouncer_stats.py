@@ -1,0 +1,46 @@
+"""PgBouncer SHOW STATS: per-database traffic counters, microseconds converted to seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from exporter import catalogue as c
+from exporter.collectors.base import ALL_ROLES, Output, Row
+from exporter.collectors.pgbouncer_pools import ADMIN_DATABASE, number
+from exporter.model import PollContext, Role
+
+SHOW_STATS = "SHOW STATS"
+
+# column -> (family, factor to base units); totals are since PgBouncer started
+STATS_COLUMNS = (
+    ("total_xact_count", c.BOUNCER_TRANSACTIONS, 1.0),
+    ("total_query_count", c.BOUNCER_QUERIES, 1.0),
+    ("total_wait_time", c.BOUNCER_WAIT_SECONDS, 1e-6),  # microseconds
+    ("total_xact_time", c.BOUNCER_TRANSACTION_SECONDS, 1e-6),  # microseconds
+    ("total_query_time", c.BOUNCER_QUERY_SECONDS, 1e-6),  # microseconds
+    ("total_received", c.BOUNCER_RECEIVED_BYTES, 1.0),
+    ("total_sent", c.BOUNCER_SENT_BYTES, 1.0),
+    ("total_server_assignment_count", c.BOUNCER_SERVER_ASSIGNMENTS, 1.0),  # added in 1.23
+    ("avg_wait_time", c.BOUNCER_AVG_WAIT, 1e-6),  # microseconds, per stats_period
+)
+
+
+class PgbouncerStats:
+    name: ClassVar[str] = "pgbouncer_stats"
+    roles: ClassVar[frozenset[Role]] = ALL_ROLES
+
+    def queries(self, ctx: PollContext) -> Sequence[str]:
+        return (SHOW_STATS,)
+
+    def parse(self, results: Mapping[str, Sequence[Row]], ctx: PollContext) -> Output:
+        out: Output = []
+        for row in results[SHOW_STATS]:
+            database = str(row.get("database", ""))
+            if database == ADMIN_DATABASE:  # counts only admin-console commands, ours included
+                continue
+            for column, spec, factor in STATS_COLUMNS:
+                value = number(row.get(column))
+                if value is not None:
+                    out.append(spec(value * factor, database))
+        return out
