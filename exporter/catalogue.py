@@ -75,6 +75,13 @@ COLLECTOR_SUCCESS = _spec("tierwatch_collector_success", "gauge",
 BUILD_INFO = _spec("tierwatch_build_info", "gauge",
                    "Always 1; the tierwatch version and the Python version running it.",
                    ("version", "python_version"), section=D, per_target=False)
+CLUSTER_FILE_VALID = _spec("tierwatch_cluster_file_valid", "gauge",
+                           "1 if the cluster file parsed at its last change, else 0 "
+                           "(its last good clusters stay watched).",
+                           ("file",), section=D, per_target=False)
+SHARD_INFO = _spec("tierwatch_shard_info", "gauge",
+                   "Always 1; this process's shard index and the shard count.",
+                   ("shard_index", "shard_count"), section=D, per_target=False)
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 P = "postgres"

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -86,8 +85,14 @@ def _health(settings: Settings) -> int:
 
 
 async def _check(settings: Settings) -> int:
+    from exporter.discovery import ClusterFiles, effective_settings
     from exporter.poller import TargetPoller
     from exporter.render import render
+
+    files = ClusterFiles(settings.cluster_files) if settings.cluster_files else None
+    if files is not None:
+        files.refresh()
+    settings = effective_settings(settings, files)
 
     clusters = {
         c.name: ClusterState(c.name, tuple(t.name for t in c.postgres)) for c in settings.clusters
@@ -111,7 +116,6 @@ async def _check(settings: Settings) -> int:
         ms = snap.poll_duration.sum * 1000
         state = "up" if snap.up else f"DOWN: {snap.error}"
         print(f"{snap.target} ({snap.target.kind}): {state} [{ms:.0f} ms]", file=sys.stderr)
-    _ = time
     return EXIT_OK if all(s.up for s in snapshots) else EXIT_DOWN
 
 

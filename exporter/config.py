@@ -129,11 +129,26 @@ class Cluster(_Frozen):
         return self
 
 
+class Shard(_Frozen):
+    """This process watches only the clusters whose rendezvous hash picks shard `index`."""
+
+    index: Annotated[int, Field(ge=0)] = 0
+    count: Annotated[int, Field(ge=1, le=10_000)] = 1
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Shard:
+        if self.index >= self.count:
+            raise ValueError(f"index: must be below count ({self.count})")
+        return self
+
+
 class Settings(BaseSettings):
-    """Top-level settings; each scalar may be overridden by TIERWATCH_<NAME>."""
+    """Top-level settings; each scalar may be overridden by TIERWATCH_<NAME>
+    (nested ones by TIERWATCH_<NAME>__<FIELD>, e.g. TIERWATCH_SHARD__INDEX)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TIERWATCH_", extra="forbid", frozen=True, case_sensitive=False
+        env_prefix="TIERWATCH_", extra="forbid", frozen=True, case_sensitive=False,
+        env_nested_delimiter="__",
     )
 
     listen: str = "127.0.0.1:9847"
@@ -150,6 +165,10 @@ class Settings(BaseSettings):
     web_config_file: Path | None = None
     # keep /healthz and /readyz reachable without credentials (probes of orchestrators)
     health_without_auth: bool = True
+    shard: Shard = Shard()
+    # more clusters from YAML files (glob patterns), re-read when they change (file_sd style)
+    cluster_files: tuple[str, ...] = ()
+    cluster_files_refresh: Seconds = 5.0
     clusters: tuple[Cluster, ...] = ()
 
     @classmethod

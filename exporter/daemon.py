@@ -8,8 +8,10 @@ import signal
 import time
 from pathlib import Path
 
+from exporter import catalogue as c
 from exporter.cluster import ClusterState
 from exporter.config import ConfigError, Settings, all_targets, load_settings
+from exporter.discovery import ClusterFiles, effective_settings
 from exporter.httpserver import HttpServer
 from exporter.model import TargetId
 from exporter.poller import TargetPoller, kind_of
@@ -38,7 +40,10 @@ def _signature(settings: Settings, poller_config: object) -> tuple[object, ...]:
 
 class Daemon:
     def __init__(self, settings: Settings) -> None:
+        self.base = settings  # as loaded; `settings` adds discovered clusters and the shard
         self.settings = settings
+        self.files = ClusterFiles(settings.cluster_files) if settings.cluster_files else None
+        self._discovery_task: asyncio.Task[None] | None = None
         self.store = SnapshotStore(render)
         self.scheduler = PollScheduler()
         self.pollers: dict[TargetId, TargetPoller] = {}
@@ -55,7 +60,36 @@ class Daemon:
     async def start(self) -> None:
         self.scheduler.start()
         self._heartbeat_task = asyncio.create_task(self._beat(), name="heartbeat")
-        await self.apply(self.settings, initial=True)
+        if self.files is not None:
+            self.files.refresh()
+        await self.apply(effective_settings(self.base, self.files), initial=True)
+        self._discovery_task = asyncio.create_task(self._discover(), name="cluster files")
+
+    async def reload(self, settings: Settings) -> None:
+        """A new settings file (SIGHUP): re-apply with the discovered clusters."""
+        self.base = settings
+        if settings.cluster_files != (self.files.patterns if self.files else ()):
+            self.files = ClusterFiles(settings.cluster_files) if settings.cluster_files else None
+        if self.files is not None:
+            self.files.refresh()
+        await self.apply(effective_settings(settings, self.files))
+
+    async def _discover(self) -> None:
+        while True:
+            await asyncio.sleep(self.base.cluster_files_refresh)
+            files = self.files
+            if files is not None and files.refresh():
+                await self.apply(effective_settings(self.base, files))
+            elif files is not None:
+                self._publish_daemon_metrics()
+
+    def _publish_daemon_metrics(self) -> None:
+        metrics = [c.SHARD_INFO(1, str(self.base.shard.index), str(self.base.shard.count))]
+        if self.files is not None:
+            errors = self.files.errors()
+            for path in self.files.paths():
+                metrics.append(c.CLUSTER_FILE_VALID(0 if path in errors else 1, path))
+        self.store.set_daemon_metrics(metrics)
 
     async def _beat(self) -> None:
         while True:
@@ -81,9 +115,11 @@ class Daemon:
                 self.clusters[cluster.name] = ClusterState(cluster.name, names)
             else:
                 state.postgres_targets = names
-        for name in [n for n in self.clusters if n not in {c.name for c in settings.clusters}]:
+        configured = {cluster.name for cluster in settings.clusters}
+        for name in [n for n in self.clusters if n not in configured]:
             del self.clusters[name]
         self.store.expect(wanted)
+        self._publish_daemon_metrics()
         added = [t for t in wanted if t not in self.pollers]
         for target_id in added:
             cluster, target = configs[target_id]
@@ -116,8 +152,9 @@ class Daemon:
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        for task in (self._heartbeat_task, self._discovery_task):
+            if task is not None:
+                task.cancel()
         await asyncio.gather(
             *(p.close() for p in self.pollers.values()), return_exceptions=True
         )
@@ -169,7 +206,7 @@ async def run_daemon(settings: Settings, path: Path) -> int:
                     continue
                 if new.listen != daemon.settings.listen:
                     log.warning("listen changed to %s: takes effect after a restart", new.listen)
-                await daemon.apply(new)
+                await daemon.reload(new)
     finally:
         log.info("shutting down")
         http.stop()

@@ -12,6 +12,7 @@ from prometheus_client.samples import Sample
 from exporter import __version__
 from exporter import catalogue as c
 from exporter.catalogue import MetricSpec
+from exporter.model import Metric
 from exporter.snapshot import POLL_BUCKETS, TargetSnapshot
 
 
@@ -27,8 +28,9 @@ def _le(bound: float) -> str:
 class _SnapshotCollector:
     """The object prometheus_client's generate_latest walks: yields merged families."""
 
-    def __init__(self, snapshots: Iterable[TargetSnapshot]) -> None:
+    def __init__(self, snapshots: Iterable[TargetSnapshot], daemon: Iterable[Metric]) -> None:
         self._snapshots = sorted(snapshots, key=lambda s: (s.target.cluster, s.target.target))
+        self._daemon = tuple(daemon)
 
     def collect(self) -> Iterator[Family]:
         families: dict[str, Family] = {}
@@ -36,6 +38,12 @@ class _SnapshotCollector:
         build.samples.append(Sample(c.BUILD_INFO.name, {
             "version": __version__, "python_version": platform.python_version()}, 1.0))
         families[c.BUILD_INFO.name] = build
+        for metric in self._daemon:  # process-wide series: no cluster/target labels
+            family = families.get(metric.spec.name)
+            if family is None:
+                family = families[metric.spec.name] = _family(metric.spec)
+            labels = dict(zip(metric.spec.labels, metric.labels, strict=True))
+            family.samples.append(Sample(metric.spec.name, labels, metric.value))
         histogram = _family(c.POLL_DURATION)
         for snap in self._snapshots:
             base = {"cluster": snap.target.cluster, "target": snap.target.target}
@@ -60,5 +68,6 @@ class _SnapshotCollector:
         yield from families.values()
 
 
-def render(snapshots: Iterable[TargetSnapshot]) -> bytes:
-    return generate_latest(_SnapshotCollector(snapshots))  # type: ignore[arg-type]
+def render(snapshots: Iterable[TargetSnapshot], daemon: Iterable[Metric] = ()) -> bytes:
+    """The exposition of every target's snapshot plus process-wide `daemon` series."""
+    return generate_latest(_SnapshotCollector(snapshots, daemon))  # type: ignore[arg-type]

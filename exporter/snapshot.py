@@ -42,7 +42,7 @@ class TargetSnapshot:
         return {(m.spec.name, m.labels): m.value for m in self.metrics}
 
 
-Renderer = Callable[[Iterable[TargetSnapshot]], bytes]
+Renderer = Callable[[Iterable[TargetSnapshot], Iterable[Metric]], bytes]
 
 
 @dataclass(slots=True)
@@ -64,6 +64,7 @@ class SnapshotStore:
         self._renderer = renderer
         self._snapshots: Mapping[TargetId, TargetSnapshot] = MappingProxyType({})
         self._expected: frozenset[TargetId] = frozenset()
+        self._daemon_metrics: tuple[Metric, ...] = ()
         self._generation = 0
         self._rendered = _Rendered(-1, b"")
         self._render_lock = threading.Lock()
@@ -80,6 +81,11 @@ class SnapshotStore:
         """Declare the configured targets; snapshots of any other target are dropped."""
         self._expected = frozenset(targets)
         self._swap({k: v for k, v in self._snapshots.items() if k in self._expected})
+
+    def set_daemon_metrics(self, metrics: Iterable[Metric]) -> None:
+        """Process-wide series (cluster files, shard) rendered without target labels."""
+        self._daemon_metrics = tuple(metrics)
+        self._generation += 1
 
     def publish(self, snapshot: TargetSnapshot) -> None:
         if snapshot.target not in self._expected:
@@ -103,7 +109,8 @@ class SnapshotStore:
                 rendered = self._rendered
                 generation = self._generation
                 if rendered.generation != generation:
-                    rendered = _Rendered(generation, self._renderer(self._snapshots.values()))
+                    body = self._renderer(self._snapshots.values(), self._daemon_metrics)
+                    rendered = _Rendered(generation, body)
                     self._rendered = rendered
         if not gzipped:
             return rendered.body

@@ -14,9 +14,9 @@ from exporter.model import Fact, PollContext, Role
 # pg_last_wal_replay_lsn() is NULL on a primary: each is guarded by the role.
 STATUS_SQL = """SELECT pg_is_in_recovery() AS in_recovery,
   CASE WHEN pg_is_in_recovery() THEN NULL
-       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') END AS current_wal_bytes,
+       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 END AS current_wal_bytes,
   CASE WHEN pg_is_in_recovery()
-       THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0') END AS replay_wal_bytes,
+       THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 END AS replay_wal_bytes,
   current_setting('max_connections')::float8 AS max_connections,
   extract(epoch FROM now())::float8 AS server_now"""
 

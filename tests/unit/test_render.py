@@ -66,9 +66,9 @@ def test_spec_rejects_wrong_label_count() -> None:
 def test_store_renders_once_per_change_and_serves_gzip() -> None:
     calls = []
 
-    def counting(snapshots):
+    def counting(snapshots, daemon):
         calls.append(1)
-        return render(snapshots)
+        return render(snapshots, daemon)
 
     store = SnapshotStore(counting)
     store.expect([PRIMARY, CACHE])
