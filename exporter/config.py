@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -253,6 +254,17 @@ def _first_error(path: Path, exc: ValidationError) -> str:
     return f"{path}: {where or '(top level)'}: {msg}{more}"
 
 
+def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """Where and what, never the text itself: PyYAML quotes the offending input (str(exc)
+    shows the line, `problem` may name a tag or alias), and that input may be a password."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"{path}: invalid YAML"
+    mark = exc.problem_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+    problem = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", exc.problem or "syntax error")
+    return f"{path}: invalid YAML at {where}: {problem}"
+
+
 def config_path(cli_value: str | None) -> Path:
     value = cli_value or os.environ.get(ENV_CONFIG_PATH)
     if not value:
@@ -276,13 +288,8 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        # never str(exc): PyYAML quotes the offending line, which may hold a password
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"{path}: invalid YAML at {where}: {exc.problem}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: invalid YAML") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error(path, exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from exporter.config import Cluster, ConfigError, Settings, _first_error
+from exporter.config import Cluster, ConfigError, Settings, _first_error, yaml_error
 from exporter.sharding import select
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,8 @@ def load_cluster_file(path: Path) -> tuple[Cluster, ...]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"{path}: invalid YAML at {where}: {exc.problem}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: invalid YAML") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error(path, exc)) from None
     if data is None:
         return ()
     if isinstance(data, dict) and set(data) == {"clusters"}:
