@@ -44,6 +44,10 @@ def _setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if level != "debug":
+        # psycopg logs every failed (re)connect of a down target; the poller already logs
+        # each outage once, with the same reason, when it starts and when it ends
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
