@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint deps venv clean
+.PHONY: demo test unit integration lint deps venv clean image-test
 
 deps:
 	@scripts/install-deps.sh
@@ -23,14 +23,20 @@ demo: deps venv
 lint: venv
 	$(BIN)/ruff check exporter tests scripts
 
+# CI runs this: everything, including the container image built and smoke-tested with podman
 test: deps venv lint
-	$(BIN)/pytest -q -ra tests
+	TIERWATCH_IMAGE_TEST=1 $(BIN)/pytest -q -ra tests
 
 unit: venv
 	$(BIN)/pytest -q tests/unit tests/rules
 
 integration: deps venv
 	$(BIN)/pytest -q -ra tests/integration
+
+# Builds the container image with podman, lints it and smoke-tests it against the real
+# topology (scripts/image_test.py; installs podman/runc/debootstrap when missing).
+image-test: deps venv
+	$(BIN)/python scripts/image_test.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
