@@ -102,7 +102,7 @@ class ClusterState:
                 self._primary = target
             self._primary_down = False
             add_point(history, WalPoint(snapshot.polled_at, float(lsn)))
-        elif target == self._primary:
+        elif target == self._primary and snapshot.facts.get("in_recovery"):
             # the primary came back in recovery (demoted, rebuilt): its history is over
             self._primary = None
             self._wal.pop(target, None)

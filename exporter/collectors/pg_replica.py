@@ -23,8 +23,8 @@ REPLICA_SQL = """SELECT pg_is_in_recovery() AS in_recovery,
     AS replay_timestamp_age,
   w.status AS receiver_status, w.slot_name AS receiver_slot, w.conninfo AS receiver_conninfo,
   w.sender_host, w.sender_port,
-  current_setting('primary_slot_name') AS primary_slot_name,
-  current_setting('cluster_name') AS cluster_name
+  current_setting('primary_slot_name', true) AS primary_slot_name,
+  current_setting('cluster_name', true) AS cluster_name
 FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver w ON true"""
 
 # The primary's position is trusted while its last poll is at most this many of its poll

@@ -12,14 +12,23 @@ from exporter.model import PollContext, Role
 # Retention is measured from restart_lsn (the oldest WAL the slot still needs) to the
 # current position; on a replica, which may hold slots for cascading standbys or (17+)
 # synced failover slots, to its replay position, since pg_current_wal_lsn() raises there.
-# wal_status and safe_wal_size exist in every supported version (13+). A physical slot's
-# restart_lsn follows the standby's flush, not its replay: retention is blind to replay lag.
-SLOTS_SQL = """SELECT slot_name, slot_type, active, wal_status,
+# A physical slot's restart_lsn follows the standby's flush, not its replay: retention is
+# blind to replay lag.
+_SLOTS = """SELECT slot_name, slot_type, active, {wal_status} AS wal_status,
   pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
                        ELSE pg_current_wal_lsn() END, restart_lsn)::float8 AS retained_bytes,
-  safe_wal_size::float8 AS safe_wal_size
+  {safe_wal_size} AS safe_wal_size
 FROM pg_replication_slots
 ORDER BY slot_name"""
+SLOTS_SQL = _SLOTS.format(wal_status="wal_status", safe_wal_size="safe_wal_size::float8")
+# wal_status and safe_wal_size arrived in PostgreSQL 13 (13-17 all have them); older
+# servers get NULLs, i.e. no wal_status and no safe_wal_size series
+SLOTS_SQL_PRE13 = _SLOTS.format(wal_status="NULL::text", safe_wal_size="NULL::float8")
+
+
+def slots_sql(server_version: int) -> str:
+    return SLOTS_SQL if server_version == 0 or server_version >= 130000 else SLOTS_SQL_PRE13
+
 
 # every wal_status the documentation lists; exported 1/0 so an alert can test == 1
 WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
@@ -30,11 +39,11 @@ class PgSlots:
     roles: ClassVar[frozenset[Role]] = ALL_ROLES
 
     def queries(self, ctx: PollContext) -> Sequence[str]:
-        return (SLOTS_SQL,)
+        return (slots_sql(ctx.server_version),)
 
     def parse(self, results: Mapping[str, Sequence[Row]], ctx: PollContext) -> Output:
         out: Output = []
-        for row in results[SLOTS_SQL]:
+        for row in results[slots_sql(ctx.server_version)]:
             slot, slot_type = str(row["slot_name"]), str(row["slot_type"])
             out.append(c.PG_SLOT_ACTIVE(1 if row["active"] else 0, slot, slot_type))
             # NULL restart_lsn: a slot that never reserved WAL, or a lost one (no retention)

@@ -38,6 +38,8 @@ class PgStatus:
             c.PG_IN_RECOVERY(1 if row["in_recovery"] else 0),
             c.PG_MAX_CONNECTIONS(row["max_connections"]),
         ]
+        # the role, for ClusterState: a primary that comes back in recovery was demoted
+        out.append(Fact("in_recovery", bool(row["in_recovery"])))
         if row["current_wal_bytes"] is not None:
             # the primary's position: ClusterState dates replica replay positions with it
             out.append(Fact("current_wal_bytes", float(row["current_wal_bytes"])))

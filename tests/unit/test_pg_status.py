@@ -1,0 +1,36 @@
+"""pg_status: role, max_connections, WAL position and the primary's position fact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from exporter import catalogue as c
+from exporter.collectors.pg_status import STATUS_SQL, PgStatus, role_of
+from exporter.model import Fact, Kind, PollContext, Role, TargetId
+
+DATA = json.loads((Path(__file__).parent.parent / "data" / "pg_rows.json").read_text())
+CTX = PollContext(TargetId("main", "x", Kind.POSTGRES), now=0.0)
+
+
+def test_primary() -> None:
+    rows = DATA["idle"]["primary"]["status"]
+    out = PgStatus().parse({STATUS_SQL: rows}, CTX)
+    metrics = {m.spec.name: m.value for m in out if not isinstance(m, Fact)}
+    facts = {f.key: f.value for f in out if isinstance(f, Fact)}
+    assert role_of(rows) is Role.PRIMARY
+    assert metrics[c.PG_IN_RECOVERY.name] == 0
+    assert metrics[c.PG_MAX_CONNECTIONS.name] == 50
+    assert metrics[c.PG_WAL_POSITION.name] == rows[0]["current_wal_bytes"]
+    assert facts == {"current_wal_bytes": rows[0]["current_wal_bytes"], "in_recovery": False}
+
+
+def test_replica() -> None:
+    rows = DATA["idle"]["replica"]["status"]
+    out = PgStatus().parse({STATUS_SQL: rows}, CTX)
+    metrics = {m.spec.name: m.value for m in out if not isinstance(m, Fact)}
+    assert role_of(rows) is Role.REPLICA
+    assert metrics[c.PG_IN_RECOVERY.name] == 1
+    assert metrics[c.PG_WAL_POSITION.name] == rows[0]["replay_wal_bytes"]
+    facts = {f.key: f.value for f in out if isinstance(f, Fact)}
+    assert facts == {"in_recovery": True}  # only a primary dates the cluster
