@@ -1,5 +1,9 @@
 """`make demo`: a local primary + replica + PgBouncer + Redis, and tierwatch watching them.
 
+Also runs the demo workload (scripts/workload.py: a read-heavy app with cache-aside reads,
+replica reads, writes through PgBouncer, and every few minutes a burst of cache pressure and
+pool flooding) so every dashboard panel has live data; `--no-workload` leaves it out.
+
 Runs in the foreground; Ctrl-C stops everything it started.
 """
 
@@ -33,10 +37,43 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) ->
     return False
 
 
+def _start_workload(topo: Topology, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """scripts/workload.py as a child; the addresses (with passwords) go by environment."""
+    replica = topo.replica
+    env = {
+        **os.environ,
+        "WORKLOAD_PGBOUNCER_DSN": topo.app_dsn_via_pgbouncer(),
+        "WORKLOAD_REPLICA_DSN":
+            f"postgresql://app:{topo.app_password}@{replica.host}:{replica.port}/app",
+        "WORKLOAD_REDIS_URL": topo.redis_url(),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "workload.py"), "--duration", "604800",
+         "--rate", str(args.workload_rate), "--cache-pressure", "--pool-flood",
+         "--burst-every", "300", "--burst-length", "60", "--report-every", "60",
+         "--exit-with-parent"],
+        cwd=REPO, env=env, start_new_session=True,  # stopped by us, after Ctrl-C
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--listen", default=os.environ.get("DEMO_LISTEN", "127.0.0.1:9847"))
     parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--no-workload", action="store_true",
+                        help="do not run the demo workload (scripts/workload.py)")
+    parser.add_argument("--workload-rate", type=float, default=60.0,
+                        help="app operations per second of the workload (default 60)")
     args = parser.parse_args()
 
     stop = False
@@ -61,10 +98,13 @@ def main() -> int:
         )
         host, _, port = args.listen.rpartition(":")
         url = f"http://{host}:{port}"
+        workload: subprocess.Popen[bytes] | None = None
         try:
             if not _wait_ready(url, proc):
                 print("demo: tierwatch did not become ready; see its log above", file=sys.stderr)
                 return 1
+            if not args.no_workload:
+                workload = _start_workload(topo, args)
             print(f"""
 demo: everything is up.
   metrics     {url}/metrics
@@ -74,11 +114,16 @@ demo: everything is up.
   replica     {topo.superuser_dsn(topo.replica)}
   pgbouncer   127.0.0.1:{topo.pgbouncer.port} (database app)
   redis       {topo.redis_url()}
+  workload    {"off (--no-workload)" if workload is None else
+               "scripts/workload.py: cache-aside reads, writes via PgBouncer; in every 5 min "
+               "the last minute brings cache pressure and a pool flood"}
+  dashboards  dashboards/*.json (docs/dashboards.md: import or provision them)
 Press Ctrl-C to stop everything.
 """, flush=True)
             while not stop and proc.poll() is None:
                 time.sleep(0.5)
         finally:
+            _stop(workload)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
