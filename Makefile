@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint deps venv clean image-test
+.PHONY: demo test unit integration lint deps venv clean image-test previews
 
 deps:
 	@scripts/install-deps.sh
@@ -37,6 +37,13 @@ integration: deps venv
 # topology (scripts/image_test.py; installs podman/runc/debootstrap when missing).
 image-test: deps venv
 	$(BIN)/python scripts/image_test.py
+
+# Renders docs/img/<dashboard uid>.png, a preview of each Grafana dashboard, from a live run
+# (topology + tierwatch + workload + Prometheus, about 4 minutes). Needs matplotlib: the
+# `previews` extra, installed here.
+previews: deps venv
+	$(BIN)/pip install -q -e '.[previews]'
+	$(BIN)/python scripts/previews.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
