@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+import psycopg
+import psycopg.conninfo
+
 from exporter import catalogue as c
 from exporter.cluster import replay_delay
 from exporter.collectors.base import Output, Row
@@ -34,40 +37,12 @@ MIN_INTERVAL = 1.0
 
 
 def conninfo_value(conninfo: str, key: str) -> str | None:
-    """The value of `key` in a libpq key=value connection string ('quoted', \\-escaped)."""
-    i, n = 0, len(conninfo)
-    while i < n:
-        while i < n and conninfo[i].isspace():
-            i += 1
-        start = i
-        while i < n and conninfo[i] not in "= \t\n":
-            i += 1
-        name = conninfo[start:i]
-        while i < n and conninfo[i].isspace():
-            i += 1
-        if i >= n or conninfo[i] != "=":
-            return None  # not a key=value string (a URI): nothing we can rely on
-        i += 1
-        while i < n and conninfo[i].isspace():
-            i += 1
-        value: list[str] = []
-        quoted = i < n and conninfo[i] == "'"
-        if quoted:
-            i += 1
-        while i < n:
-            ch = conninfo[i]
-            if ch == "\\" and i + 1 < n:
-                value.append(conninfo[i + 1])
-                i += 2
-                continue
-            if (quoted and ch == "'") or (not quoted and ch.isspace()):
-                i += 1
-                break
-            value.append(ch)
-            i += 1
-        if name == key:
-            return "".join(value)
-    return None
+    """The value of `key` in a libpq connection string (key=value or URI), parsed by libpq."""
+    try:
+        value = psycopg.conninfo.conninfo_to_dict(conninfo).get(key)
+    except psycopg.Error:
+        return None  # PostgreSQL showed something libpq cannot parse: no identity from it
+    return str(value) if value is not None else None
 
 
 def receiver_application_name(row: Row) -> str | None:

@@ -152,7 +152,8 @@ def test_application_name_falls_back_to_cluster_name() -> None:
     ("host=a application_name = 'my replica' port=5", "my replica"),
     (r"application_name='it\'s' host=a", "it's"),
     ("host=a port=5", None),
-    ("postgresql://a/b?application_name=x", None),
+    ("postgresql://a/b?application_name=x", "x"),
+    ("host=a application_name='unterminated", None),
 ])
 def test_conninfo_value(conninfo: str, expected: str | None) -> None:
     assert conninfo_value(conninfo, "application_name") == expected
