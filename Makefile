@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint deps venv clean image-test previews
+.PHONY: demo test unit integration lint deps venv clean image-test bench previews
 
 deps:
 	@scripts/install-deps.sh
@@ -44,6 +44,11 @@ image-test: deps venv
 previews: deps venv
 	$(BIN)/pip install -q -e '.[previews]'
 	$(BIN)/python scripts/previews.py
+
+# Every figure of docs/benchmarks.md (about 30 min; waits up to 10 min for a quiet machine).
+# `bench/run --quick` is the small variant that `make test` runs (tests/bench).
+bench: deps venv
+	bench/run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

@@ -42,6 +42,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"tierwatch/{__version__}"
     protocol_version = "HTTP/1.1"
     timeout = 10  # a client that stalls mid-request cannot pin a thread for ever
+    # headers and body go out in two writes: with Nagle on, the body waits for the
+    # client's delayed ACK of the headers (40 ms per keep-alive scrape; docs/benchmarks.md)
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
