@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,9 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from redis._parsers import _AsyncRESP3Parser
 from redis.backoff import NoBackoff
+from redis.exceptions import InvalidResponse
 from redis.retry import Retry
 
 from exporter.config import PgbouncerTarget, PostgresTarget, RedisTarget, Settings
@@ -75,6 +78,11 @@ class PgPool:
                     conn = await super().connect(*args, **kwargs)
                 except Exception as exc:
                     owner.last_connect_error = _first_line(exc)
+                    # psycopg leaves a timed-out attempt's libpq connection (and its socket)
+                    # in the failed frame, kept alive by a cycle through the exception until
+                    # a full GC: a frozen server would see it sit in authentication for
+                    # authentication_timeout. Clearing the frames closes it now.
+                    traceback.clear_frames(exc.__traceback__)
                     raise
                 owner.last_connect_error = None
                 return conn
@@ -104,6 +112,24 @@ class PgPool:
         return PoolStats(idle=available, used=max(0, size - available), max=self.max_size)
 
 
+# Every reply tierwatch asks for (INFO, CONFIG GET maxclients) is a few KiB.
+MAX_REDIS_BULK_BYTES = 1 << 20
+
+
+class _BoundedParser(_AsyncRESP3Parser):
+    """redis-py's RESP3 parser (its default), refusing a bulk reply over MAX_REDIS_BULK_BYTES.
+
+    Unbounded, a broken or hostile endpoint that announces a huge bulk string and keeps
+    sending makes each connection buffer up to 512 MiB, and the copying stalls the event
+    loop, so every other target's polls run late.
+    """
+
+    async def _read(self, length: int) -> bytes:
+        if length > MAX_REDIS_BULK_BYTES:
+            raise InvalidResponse(f"a bulk reply of {length} bytes refused")
+        return await super()._read(length)
+
+
 class RedisClient:
     """One redis-py asyncio client with a small blocking pool for one Redis target."""
 
@@ -126,6 +152,7 @@ class RedisClient:
             # an ACL user limited to INFO and PING cannot run CLIENT SETINFO/SETNAME
             driver_info=None,
             retry=Retry(NoBackoff(), 0),
+            parser_class=_BoundedParser,
             **({"connection_class": aioredis.SSLConnection} if url.tls else {}),
         )
         self.client = aioredis.Redis(connection_pool=self._pool, decode_responses=False)

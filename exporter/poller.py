@@ -36,6 +36,13 @@ class PollError(Exception):
 
 
 @dataclass(slots=True)
+class _Progress:
+    """How far one poll got; read when it runs into its deadline."""
+
+    connected: bool = False  # a SQL poll got a connection from its pool
+
+
+@dataclass(slots=True)
 class _Outcome:
     metrics: list[Metric]
     facts: dict[str, Any]
@@ -108,7 +115,8 @@ class TargetPoller:
         started = time.time()
         t0 = time.perf_counter()
         ctx = self._context(started)
-        task = asyncio.create_task(self._collect(ctx), name=f"poll {self.id}")
+        progress = _Progress()
+        task = asyncio.create_task(self._collect(ctx, progress), name=f"poll {self.id}")
         try:
             done, _ = await asyncio.wait({task}, timeout=self.deadline)
         except asyncio.CancelledError:
@@ -126,8 +134,17 @@ class TargetPoller:
             task.cancel()
             self._lingering.add(task)
             task.add_done_callback(self._forget_lingering)
-            error = f"no answer within the poll deadline of {self.deadline:g}s"
+            error = self._deadline_error(progress)
         return self._finish(started, time.perf_counter() - t0, outcome, error)
+
+    def _deadline_error(self, progress: _Progress) -> str:
+        # psycopg_pool's getconn waits out its own timeout even when every connection
+        # attempt is refused at once (no listener, unknown host, server full): a poll still
+        # waiting for a connection at its deadline reports why connecting fails
+        pool = self.connection
+        if isinstance(pool, PgPool) and not progress.connected and pool.last_connect_error:
+            return f"cannot connect: {pool.last_connect_error}"
+        return f"no answer within the poll deadline of {self.deadline:g}s"
 
     def _forget_lingering(self, task: asyncio.Task[Any]) -> None:
         self._lingering.discard(task)
@@ -144,10 +161,10 @@ class TargetPoller:
             cluster=self.cluster.view(),
         )
 
-    async def _collect(self, ctx: PollContext) -> _Outcome:
+    async def _collect(self, ctx: PollContext, progress: _Progress) -> _Outcome:
         if isinstance(self.connection, RedisClient):
             return await self._collect_redis(self.connection, ctx)
-        return await self._collect_sql(self.connection, ctx)
+        return await self._collect_sql(self.connection, ctx, progress)
 
     async def _collect_redis(self, client: RedisClient, ctx: PollContext) -> _Outcome:
         info = await client.client.info()
@@ -176,10 +193,13 @@ class TargetPoller:
                 return {"maxclients": _text(value)}
         return {}
 
-    async def _collect_sql(self, pool: PgPool, ctx: PollContext) -> _Outcome:
+    async def _collect_sql(
+        self, pool: PgPool, ctx: PollContext, progress: _Progress
+    ) -> _Outcome:
         collectors = POSTGRES_COLLECTORS if self.kind is Kind.POSTGRES else PGBOUNCER_COLLECTORS
         try:
             async with pool.pool.connection() as conn:
+                progress.connected = True
                 if self.kind is Kind.POSTGRES:
                     ctx = replace(ctx, server_version=conn.info.server_version)
                 wanted = _unique(q for col in collectors for q in col.queries(ctx))
@@ -280,12 +300,21 @@ def _pool_metrics(stats: PoolStats, kind: str) -> list[Metric]:
 
 
 def _guard(name: str, parse: Any) -> Output | None:
-    """Runs one collector's parser; a bug or odd server output drops only that collector."""
+    """Runs one collector's parser; a bug or odd server output drops only that collector.
+
+    The output is checked as well: a label value that is not text (a number where a name
+    belongs) would make the renderer fail, and with it /metrics for every target.
+    """
     try:
-        return list(parse())
+        output = list(parse())
     except Exception:
         log.debug("collector %s raised", name, exc_info=True)
         return None
+    for item in output:
+        if isinstance(item, Metric) and not all(isinstance(v, str) for v in item.labels):
+            log.debug("collector %s gave a label value that is not text", name)
+            return None
+    return output
 
 
 def _merge(outputs: Mapping[str, Output | None]) -> _Outcome:
@@ -303,7 +332,8 @@ def _merge(outputs: Mapping[str, Output | None]) -> _Outcome:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # "replace": a reply that is not UTF-8 must not fail the whole poll
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _unique(queries: Any) -> list[str]:

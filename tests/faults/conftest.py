@@ -1,0 +1,19 @@
+"""The fault suite's own topology: its tests SIGKILL servers and fill connection slots, so
+they do not share the session topology with the rest of the suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.topology import Topology
+
+
+@pytest.fixture(scope="package")
+def fault_topology() -> Iterator[Topology]:
+    topo = Topology().start()
+    try:
+        yield topo
+    finally:
+        topo.stop()

@@ -1,0 +1,90 @@
+"""A server frozen with SIGSTOP accepts TCP and never answers: the poll is abandoned at its
+deadline, the target reads down, the others go on, and after SIGCONT it recovers by itself
+with no connection leaked."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.faults.faultkit import (
+    DEADLINE,
+    INTERVAL,
+    POOL_MAX,
+    Watcher,
+    check_fault,
+    daemon_fds,
+    daemon_sockets,
+    data_series,
+    frozen,
+    log_lines,
+    no_leak,
+    pg_backends,
+    pool_total,
+    recovered,
+)
+from tests.support import DaemonProcess
+from tests.topology import PgServer, Topology
+
+TARGETS = ("primary", "replica-1", "bouncer", "cache")
+
+
+@pytest.fixture(scope="module")
+def daemon(fault_topology: Topology) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(fault_topology.tierwatch_config(poll_interval=INTERVAL))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def server_of(topo: Topology, target: str) -> PgServer:
+    return {"primary": topo.primary, "replica-1": topo.replica, "bouncer": topo.pgbouncer,
+            "cache": topo.redis}[target]  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("target", ["primary", "bouncer", "cache"])
+def test_frozen_server(fault_topology: Topology, daemon: DaemonProcess, target: str) -> None:
+    server = server_of(fault_topology, target)
+    healthy = tuple(t for t in TARGETS if t != target)
+    with Watcher(daemon) as watcher:
+        watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1 and data_series(s, t)
+                                   for t in TARGETS), 15, "every target up")
+        fds_before = daemon_fds(daemon)
+        started = time.time()
+        with frozen(server):
+            watcher.wait(lambda s: s.value("tierwatch_up", target=target) == 0,
+                         DEADLINE + INTERVAL + 2, f"frozen {target} reported down")
+            time.sleep(4)  # several polls run into the deadline
+            sockets_frozen = daemon_sockets(daemon, server.port)
+            ended = time.time()
+        thawed = time.time()
+        report = check_fault(watcher, started, ended, target, healthy)
+        recovery = recovered(watcher, target, thawed)
+        sockets_after = no_leak(daemon, server.port)
+        scrape = watcher.latest()
+    # every failed poll was abandoned at the deadline, not earlier, not later
+    assert DEADLINE - 0.05 <= report.mean_failed_poll <= DEADLINE + 0.2, report
+    assert report.down_after <= DEADLINE + INTERVAL + 0.5, report
+    assert recovery <= INTERVAL + 2.0, recovery
+    # bounded while frozen (pool connections, plus at most one cancel request each), no
+    # leak after: the pool is back within its limit and holds no more sockets than that
+    assert sockets_frozen <= 2 * POOL_MAX, sockets_frozen
+    assert pool_total(scrape, target) <= POOL_MAX
+    assert sockets_after <= POOL_MAX
+    assert daemon_fds(daemon) <= fds_before + POOL_MAX
+    if isinstance(server, PgServer):
+        assert pg_backends(fault_topology, server) <= POOL_MAX
+    lines = log_lines(daemon, target)
+    assert any("no answer within the poll deadline of 0.8s" in line for line in lines), lines
+    assert any("is up again" in line for line in lines), lines
+    assert "Traceback" not in daemon.log_text()
+    print(f"\nfrozen {target}: down after {report.down_after:.2f}s, {report.failed_polls:g} "
+          f"failed polls of {report.mean_failed_poll:.3f}s each, sockets while frozen "
+          f"{sockets_frozen}, recovered {recovery:.2f}s after SIGCONT, sockets after "
+          f"{sockets_after}, slowest of {report.scrapes} scrapes {report.slowest_ms:.1f} ms")
+    for line in lines:
+        print("   ", line.split(": ", 1)[1])

@@ -1,0 +1,84 @@
+"""A server SIGKILLed while a poll waits on it, then restarted on the same port: the target
+reads down (first the deadline, then refused connections), the others go on, and it comes
+back by itself with no connection leaked."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.faults.faultkit import (
+    DEADLINE,
+    INTERVAL,
+    POOL_MAX,
+    Watcher,
+    check_fault,
+    daemon_fds,
+    data_series,
+    frozen,
+    log_lines,
+    no_leak,
+    pg_backends,
+    recovered,
+)
+from tests.support import DaemonProcess
+from tests.topology import PgServer, Topology
+
+TARGETS = ("primary", "replica-1", "bouncer", "cache")
+
+
+@pytest.fixture(scope="module")
+def daemon(fault_topology: Topology) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(fault_topology.tierwatch_config(poll_interval=INTERVAL))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("target", ["primary", "bouncer", "cache"])
+def test_killed_mid_poll_then_restarted(
+    fault_topology: Topology, daemon: DaemonProcess, target: str
+) -> None:
+    server = {"primary": fault_topology.primary, "bouncer": fault_topology.pgbouncer,
+              "cache": fault_topology.redis}[target]
+    port = server.port
+    healthy = tuple(t for t in TARGETS if t != target)
+    with Watcher(daemon) as watcher:
+        watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1 and data_series(s, t)
+                                   for t in TARGETS), 20, "every target up")
+        fds_before = daemon_fds(daemon)
+        started = time.time()
+        # Frozen first, so the kill lands while the daemon's queries are in flight: a poll
+        # has run into its deadline and its cancellation, and the next poll, still wait.
+        with frozen(server):
+            watcher.wait(lambda s: s.value("tierwatch_up", target=target) == 0,
+                         DEADLINE + INTERVAL + 2, f"frozen {target} reported down")
+            time.sleep(0.5)
+            server.kill(signal.SIGKILL)  # the main process; SIGCONT on exit wakes the rest
+        time.sleep(3)  # nothing listens on the port now
+        server.start()
+        assert server.port == port
+        restarted = time.time()
+        report = check_fault(watcher, started, restarted, target, healthy)
+        recovery = recovered(watcher, target, restarted)
+        sockets_after = no_leak(daemon, port)
+    assert recovery <= INTERVAL + 2.0, recovery
+    assert sockets_after <= POOL_MAX
+    assert daemon_fds(daemon) <= fds_before + POOL_MAX
+    if isinstance(server, PgServer):
+        assert pg_backends(fault_topology, server) <= POOL_MAX
+    lines = log_lines(daemon, target)
+    assert any("poll of" in line and "failed" in line for line in lines), lines
+    assert any("is up again" in line for line in lines), lines
+    assert "Traceback" not in daemon.log_text()
+    print(f"\nkilled {target}: down after {report.down_after:.2f}s, {report.failed_polls:g} "
+          f"failed polls (mean {report.mean_failed_poll:.3f}s), recovered {recovery:.2f}s "
+          f"after the restart, sockets after {sockets_after}, slowest of {report.scrapes} "
+          f"scrapes {report.slowest_ms:.1f} ms")
+    for line in lines:
+        print("   ", line.split(": ", 1)[1])
