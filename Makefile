@@ -21,7 +21,7 @@ demo: deps venv
 	$(BIN)/python scripts/demo.py
 
 lint: venv
-	$(BIN)/ruff check exporter tests scripts
+	$(BIN)/ruff check exporter tests scripts bench
 
 # CI runs this: everything, including the container image built and smoke-tested with podman
 test: deps venv lint

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from exporter import catalogue as c
@@ -134,9 +135,14 @@ class Daemon:
                 len(wanted), len(added), len([t for t in removed if t not in wanted]),
             )
 
-    def _job(self, poller: TargetPoller):  # type: ignore[no-untyped-def]
+    def _job(self, poller: TargetPoller) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            snapshot: TargetSnapshot = await poller.poll()
+            try:
+                snapshot: TargetSnapshot = await poller.poll()
+            except asyncio.CancelledError:
+                # only at shutdown; APScheduler would log the cancelled job as an ERROR.
+                # The task ends either way, so nothing waits on the cancellation.
+                return
             self.store.publish(snapshot)
 
         return run

@@ -34,6 +34,10 @@ def last_success(scrape: Scrape, target: str) -> float:
 def test_every_kind_is_up_with_first_metrics(
     topology: Topology, daemon_factory: Callable[..., DaemonProcess]
 ) -> None:
+    # PgBouncer creates a pool only once a client connects: be that client
+    with psycopg.connect(topology.app_dsn_via_pgbouncer(), prepare_threshold=None,
+                         autocommit=True) as conn:
+        conn.execute("SELECT 1")
     daemon = daemon_factory(topology.tierwatch_config(poll_interval=INTERVAL))
     scrape = wait_until(
         lambda: (s := daemon.scrape()) and all(up_of(s, t) == 1 for t in TARGETS) and s,
