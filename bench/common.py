@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,12 @@ from pathlib import Path
 from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# one port picker for the tests and the bench (re-exported)
+from tests.topology import free_port as free_port  # noqa: E402
+
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -119,25 +123,6 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else None
 
 
-_USED: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port below the ephemeral range (a port inside it can be taken by a
-    client socket after heavy connection churn, and the benchmarks churn a lot)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(1000):
-        port = random.randrange(10000, max(10001, low))
-        if port in _USED:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                continue
-        _USED.add(port)
-        return port
-    raise RuntimeError("no free loopback port")
 
 
 # --------------------------------------------------------------------------- processes

@@ -338,14 +338,6 @@ class Injector:
 # --------------------------------------------------------------------------- the run
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -381,7 +373,7 @@ def _slope_per_min(points: list[tuple[float, float]]) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from scripts.workload import Endpoints
-    from tests.topology import Topology
+    from tests.topology import Topology, free_port
 
     rng = random.Random(args.seed)
     total = args.minutes * 60
@@ -398,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
         config.write_text(topo.tierwatch_config(poll_interval=1.0))
         tasks_file = workdir / "tasks"
         log_path = workdir / "tierwatch.log"
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "TIERWATCH_LISTEN": f"127.0.0.1:{port}"}
         with log_path.open("ab") as log:
             proc = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.topology import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -37,12 +38,6 @@ def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise AssertionError(f"{what} did not happen within {timeout:g}s{detail}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,7 @@ def _kill_all_under(path: Path, grace: float = 10.0) -> None:
 _USED_PORTS: set[int] = set()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A currently free loopback port, never handed out before by this process.
 
     Picked below Linux's ephemeral range when possible: servers are restarted on the same
@@ -480,7 +480,7 @@ class Topology:
             f"host replication all {HOST}/32 trust\n"
             f"host all all {HOST}/32 scram-sha-256\n"
         )
-        self._set_port(data, port := _free_port())
+        self._set_port(data, port := free_port())
         self.primary = PgServer("primary", HOST, port, data_dir=data,
                                 log_path=self.workdir / "logs" / "primary.log")
         self._servers.append(self.primary)
@@ -512,7 +512,7 @@ class Topology:
         _run([PG_BIN / "pg_basebackup", "-h", HOST, "-p", self.primary.port, "-U", "postgres",
               "-D", data, "-R", "-X", "stream", "-S", SLOT_NAME, "-c", "fast", "--no-sync"],
              cwd=data)
-        port = port or _free_port()
+        port = port or free_port()
         self._set_port(data, port)
         with open(data / "postgresql.auto.conf", "a") as conf:
             # Replaces the one -R wrote: application_name is what pg_stat_replication shows.
@@ -540,7 +540,7 @@ class Topology:
     def _start_pgbouncer(self) -> None:
         assert self.workdir is not None
         d = self.workdir / "pgbouncer"
-        port = _free_port()
+        port = free_port()
         userlist = d / "userlist.txt"
         userlist.write_text(f'"monitor" "{self.monitor_password}"\n'
                             f'"app" "{self.app_password}"\n')
@@ -573,7 +573,7 @@ class Topology:
             raise FileNotFoundError(f"redis server binary {self.redis_server_binary!r} not found")
         d = self.workdir / "redis"
         d.mkdir()
-        port = _free_port()
+        port = free_port()
         conf = d / "redis.conf"
         conf.write_text(
             f"port {port}\nbind {HOST}\ndaemonize no\ndir {d}\nlogfile \"\"\n"
