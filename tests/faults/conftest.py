@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.faults.faultkit import INTERVAL
+from tests.support import DaemonProcess
 from tests.topology import Topology
 
 
@@ -17,3 +19,14 @@ def fault_topology() -> Iterator[Topology]:
         yield topo
     finally:
         topo.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(fault_topology: Topology) -> Iterator[DaemonProcess]:
+    """One daemon per test module, polling the fault topology every INTERVAL."""
+    proc = DaemonProcess(fault_topology.tierwatch_config(poll_interval=INTERVAL))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

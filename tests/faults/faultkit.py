@@ -330,3 +330,12 @@ def no_leak(daemon: DaemonProcess, port: int, timeout: float = 10.0) -> int:
 
 def log_lines(daemon: DaemonProcess, target: str) -> list[str]:
     return [line for line in daemon.log_text().splitlines() if f"/{target} " in line]
+
+
+TARGETS = ("primary", "replica-1", "bouncer", "cache")
+
+
+def server_of(topo: Topology, target: str) -> Server:
+    """The server behind a target name of `Topology.tierwatch_config`."""
+    return {"primary": topo.primary, "replica-1": topo.replica, "bouncer": topo.pgbouncer,
+            "cache": topo.redis}[target]

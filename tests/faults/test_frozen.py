@@ -5,7 +5,6 @@ with no connection leaked."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,6 +12,7 @@ from tests.faults.faultkit import (
     DEADLINE,
     INTERVAL,
     POOL_MAX,
+    TARGETS,
     Watcher,
     check_fault,
     daemon_fds,
@@ -24,26 +24,10 @@ from tests.faults.faultkit import (
     pg_backends,
     pool_total,
     recovered,
+    server_of,
 )
 from tests.support import DaemonProcess
 from tests.topology import PgServer, Topology
-
-TARGETS = ("primary", "replica-1", "bouncer", "cache")
-
-
-@pytest.fixture(scope="module")
-def daemon(fault_topology: Topology) -> Iterator[DaemonProcess]:
-    proc = DaemonProcess(fault_topology.tierwatch_config(poll_interval=INTERVAL))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-def server_of(topo: Topology, target: str) -> PgServer:
-    return {"primary": topo.primary, "replica-1": topo.replica, "bouncer": topo.pgbouncer,
-            "cache": topo.redis}[target]  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("target", ["primary", "bouncer", "cache"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +13,7 @@ from tests.faults.faultkit import (
     DEADLINE,
     INTERVAL,
     POOL_MAX,
+    TARGETS,
     Watcher,
     check_fault,
     daemon_fds,
@@ -23,29 +23,17 @@ from tests.faults.faultkit import (
     no_leak,
     pg_backends,
     recovered,
+    server_of,
 )
 from tests.support import DaemonProcess
 from tests.topology import PgServer, Topology
-
-TARGETS = ("primary", "replica-1", "bouncer", "cache")
-
-
-@pytest.fixture(scope="module")
-def daemon(fault_topology: Topology) -> Iterator[DaemonProcess]:
-    proc = DaemonProcess(fault_topology.tierwatch_config(poll_interval=INTERVAL))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.mark.parametrize("target", ["primary", "bouncer", "cache"])
 def test_killed_mid_poll_then_restarted(
     fault_topology: Topology, daemon: DaemonProcess, target: str
 ) -> None:
-    server = {"primary": fault_topology.primary, "bouncer": fault_topology.pgbouncer,
-              "cache": fault_topology.redis}[target]
+    server = server_of(fault_topology, target)
     port = server.port
     healthy = tuple(t for t in TARGETS if t != target)
     with Watcher(daemon) as watcher:

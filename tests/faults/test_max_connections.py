@@ -6,11 +6,9 @@ held its warm connection keeps polling throughout."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.faults.faultkit import (
     INTERVAL,
@@ -43,17 +41,8 @@ def fill_slots(topo: Topology) -> list[psycopg.Connection[Any]]:
     raise AssertionError("the primary accepted 100 sessions: max_connections is not 50?")
 
 
-@pytest.fixture
-def warm_daemon(fault_topology: Topology) -> Iterator[DaemonProcess]:
-    proc = DaemonProcess(fault_topology.tierwatch_config(poll_interval=INTERVAL))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-def test_max_connections_reached(fault_topology: Topology, warm_daemon: DaemonProcess) -> None:
+def test_max_connections_reached(fault_topology: Topology, daemon: DaemonProcess) -> None:
+    warm_daemon = daemon  # started before the slots fill, so it holds a connection
     wait_until(lambda: warm_daemon.scrape().value("tierwatch_up", target="primary") == 1, 10,
                "the warm daemon polling the primary")
     held = fill_slots(fault_topology)
