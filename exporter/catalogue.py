@@ -28,6 +28,10 @@ class MetricSpec:
         """A sample of this family; label values in the order of `labels`."""
         if len(labels) != len(self.labels):
             raise ValueError(f"{self.name} takes labels {self.labels}, got {len(labels)} values")
+        # a number or None where a name belongs would make the renderer fail, and with it
+        # /metrics for every target: refuse it here, inside the collector's guarded parse
+        if not all(isinstance(label, str) for label in labels):
+            raise TypeError(f"{self.name}: label values must be text")
         return Metric(self, labels, float(value))
 
 
