@@ -105,13 +105,9 @@ async def _check(settings: Settings) -> int:
     for poller in pollers:
         await poller.open()
     try:
-        # primaries first, so a replica's lag can be dated against the primary's WAL
-        snapshots = []
-        for batch in (
-            [p for p in pollers if p.kind.value == "postgres"],
-            [p for p in pollers if p.kind.value != "postgres"],
-        ):
-            snapshots += await asyncio.gather(*(p.poll() for p in batch))
+        # one poll each, all at once: with no WAL history of the primary yet, a replica's lag
+        # comes from its own view (tierwatch_pg_replica_lag_from_primary 0)
+        snapshots = list(await asyncio.gather(*(p.poll() for p in pollers)))
     finally:
         await asyncio.gather(*(p.close() for p in pollers), return_exceptions=True)
     sys.stdout.write(render(snapshots).decode())

@@ -79,10 +79,10 @@ class Daemon:
         while True:
             await asyncio.sleep(self.base.cluster_files_refresh)
             files = self.files
+            # apply() with unchanged clusters keeps every poller; it republishes
+            # tierwatch_cluster_file_valid, so the exposition is re-rendered only on a change
             if files is not None and files.refresh():
                 await self.apply(effective_settings(self.base, files))
-            elif files is not None:
-                self._publish_daemon_metrics()
 
     def _publish_daemon_metrics(self) -> None:
         metrics = [c.SHARD_INFO(1, str(self.base.shard.index), str(self.base.shard.count))]

@@ -65,8 +65,9 @@ class ClusterFiles:
         self._files: dict[str, _FileState] = {}
 
     def refresh(self) -> bool:
-        """Re-read files that appeared, changed or vanished; True if any cluster changed."""
-        before = self.clusters()
+        """Re-read files that appeared, changed or vanished; True if any cluster or any
+        file's validity changed (both show in what the daemon exports)."""
+        before = (self.clusters(), self.errors())
         paths = sorted({p for pattern in self.patterns for p in glob.glob(pattern)
                         if os.path.isfile(p)})
         for gone in set(self._files) - set(paths):
@@ -91,7 +92,7 @@ class ClusterFiles:
             if known is not None and known.error:
                 log.info("cluster file %s is valid again", path)
             self._files[path] = _FileState(stamp, clusters, None)
-        return self.clusters() != before
+        return (self.clusters(), self.errors()) != before
 
     def clusters(self) -> tuple[Cluster, ...]:
         return tuple(c for path in sorted(self._files) for c in self._files[path].clusters)
