@@ -395,7 +395,7 @@ def rss_mb(pid: int) -> float:
 
 
 def smoke_test(env: dict[str, str], timings: dict[str, float]) -> None:
-    from tests.topology import Topology, _free_port
+    from tests.topology import Topology, free_port
 
     containers = Containers(env)
     suffix = str(os.getpid())
@@ -405,7 +405,7 @@ def smoke_test(env: dict[str, str], timings: dict[str, float]) -> None:
     try:
         with step("topology start", timings):
             topo.start()
-        port = _free_port()
+        port = free_port()
         secrets_dir = scratch / "secrets"
         secrets_dir.mkdir(mode=0o755)
         config_text, targets = container_config(
@@ -443,7 +443,7 @@ def smoke_test(env: dict[str, str], timings: dict[str, float]) -> None:
                                  f"{containers.logs(name)}")
 
         # The port moved by environment only: the HEALTHCHECK must follow it.
-        moved = _free_port()
+        moved = free_port()
         name2 = f"tierwatch-image-test-env-{suffix}"
         with step("container: HEALTHCHECK after TIERWATCH_LISTEN", timings):
             containers.run(name2, mounts, ["-e", f"TIERWATCH_LISTEN=127.0.0.1:{moved}"])
