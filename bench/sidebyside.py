@@ -260,9 +260,12 @@ def _start_exporters(topo: Topology, workdir: Path, interval: float, with_peers:
                                    f"{topo.pgbouncer.port}/pgbouncer", "connect_timeout": 5}],
         }))
         bcfg.chmod(0o600)
+        # its --log-file takes a path ("stdout" would be a file of that name in the cwd)
+        log_path = workdir / "pgbouncer_exporter.log"
         child = Child("pgbouncer_exporter", [str(binary), "--config", str(bcfg),
-                                             "--log-level", "WARNING", "--log-file", "stdout"],
-                      log_path=workdir / "pgbouncer_exporter.log").start()
+                                             "--log-level", "WARNING", "--log-file",
+                                             str(log_path)],
+                      log_path=log_path).start()
         exporters.append(Exporter(child.name, child, f"http://{HOST}:{port}/metrics",
                                   "pgbouncer"))
     else:
