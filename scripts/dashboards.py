@@ -134,6 +134,28 @@ def _mappings(values: dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
     return [{"type": "value", "options": options}]
 
 
+def _panel(
+    kind: str,
+    title: str,
+    description: str,
+    field_config: dict[str, Any],
+    options: dict[str, Any],
+    queries: Sequence[Q],
+    **extra: Any,
+) -> dict[str, Any]:
+    """What every panel has, in the order Grafana writes it."""
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": field_config,
+        "options": options,
+        "targets": _targets(queries),
+        **extra,
+    }
+
+
 def timeseries(
     title: str,
     queries: Sequence[Q],
@@ -167,19 +189,11 @@ def timeseries(
         defaults["max"] = max_
     if decimals is not None:
         defaults["decimals"] = decimals
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True,
-                       "calcs": []},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-        "targets": _targets(queries),
-    }
+    return _panel("timeseries", title, description, {"defaults": defaults, "overrides": []}, {
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True,
+                   "calcs": []},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }, queries)
 
 
 def stat(
@@ -202,59 +216,47 @@ def stat(
     }
     if decimals is not None:
         defaults["decimals"] = decimals
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "background",
-            "graphMode": "area" if graph and not mappings else "none",
-            "justifyMode": "auto",
-            "orientation": "auto",
-            "textMode": text_mode,
-            "wideLayout": True,
-            "showPercentChange": False,
-        },
-        "targets": _targets(queries),
-    }
+    return _panel("stat", title, description, {"defaults": defaults, "overrides": []}, {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "background",
+        "graphMode": "area" if graph and not mappings else "none",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "textMode": text_mode,
+        "wideLayout": True,
+        "showPercentChange": False,
+    }, queries)
 
 
 def alerts_table(title: str, expr: str, description: str) -> dict[str, Any]:
     severity_colors = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {
-            "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
-            "overrides": [{
-                "matcher": {"id": "byName", "options": "severity"},
-                "properties": [
-                    {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                    {"id": "mappings", "value": [{"type": "value", "options": {
-                        name: {"text": name, "color": color, "index": i}
-                        for i, (name, color) in enumerate(severity_colors.items())}}]},
-                ],
-            }],
-        },
-        "options": {"showHeader": True, "cellHeight": "sm",
-                    "sortBy": [{"displayName": "severity", "desc": False}],
-                    "footer": {"show": False, "reducer": ["sum"], "fields": ""}},
-        "targets": _targets([Q(expr, instant=True, table=True)]),
-        "transformations": [{
-            "id": "organize",
-            "options": {
-                "excludeByName": {"Time": True, "Value": True, "__name__": True,
-                                  "alertstate": True, "job": True, "instance": True},
-                "indexByName": {"alertname": 0, "severity": 1, "cluster": 2, "target": 3},
-                "renameByName": {},
-            },
-        }],
+    severity_cells = {
+        "matcher": {"id": "byName", "options": "severity"},
+        "properties": [
+            {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+            {"id": "mappings", "value": [{"type": "value", "options": {
+                name: {"text": name, "color": color, "index": i}
+                for i, (name, color) in enumerate(severity_colors.items())}}]},
+        ],
     }
+    field_config = {
+        "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
+        "overrides": [severity_cells],
+    }
+    options = {"showHeader": True, "cellHeight": "sm",
+               "sortBy": [{"displayName": "severity", "desc": False}],
+               "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
+    columns = {
+        "id": "organize",
+        "options": {
+            "excludeByName": {"Time": True, "Value": True, "__name__": True,
+                              "alertstate": True, "job": True, "instance": True},
+            "indexByName": {"alertname": 0, "severity": 1, "cluster": 2, "target": 3},
+            "renameByName": {},
+        },
+    }
+    return _panel("table", title, description, field_config, options,
+                  [Q(expr, instant=True, table=True)], transformations=[columns])
 
 
 # --------------------------------------------------------------------------- dashboards

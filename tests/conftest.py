@@ -22,21 +22,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def topology() -> Iterator[Topology]:
     """The shared topology. Tests that break it (stop, promote, freeze) must restore it, or
     use `private_topology` instead."""
-    topo = Topology().start()
-    try:
+    with Topology() as topo:
         yield topo
-    finally:
-        topo.stop()
 
 
 @pytest.fixture
 def private_topology() -> Iterator[Topology]:
     """A topology of the test's own, for tests that destroy things."""
-    topo = Topology().start()
-    try:
+    with Topology() as topo:
         yield topo
-    finally:
-        topo.stop()
 
 
 @pytest.fixture

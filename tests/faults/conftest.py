@@ -14,11 +14,8 @@ from tests.topology import Topology
 
 @pytest.fixture(scope="package")
 def fault_topology() -> Iterator[Topology]:
-    topo = Topology().start()
-    try:
+    with Topology() as topo:
         yield topo
-    finally:
-        topo.stop()
 
 
 @pytest.fixture(scope="module")

@@ -184,6 +184,12 @@ def check_fault(
     )
 
 
+def all_up(watcher: Watcher, timeout: float = 20.0) -> None:
+    """Waits until every target of the fault suite is up with data series."""
+    watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1 and data_series(s, t)
+                               for t in TARGETS), timeout, "every target up")
+
+
 def recovered(watcher: Watcher, target: str, since: float, timeout: float = 10.0) -> float:
     """Seconds from `since` until the target is up again with data series."""
     at = watcher.wait(lambda s: s.value("tierwatch_up", target=target) == 1

@@ -14,10 +14,10 @@ from tests.faults.faultkit import (
     POOL_MAX,
     TARGETS,
     Watcher,
+    all_up,
     check_fault,
     daemon_fds,
     daemon_sockets,
-    data_series,
     frozen,
     log_lines,
     no_leak,
@@ -35,8 +35,7 @@ def test_frozen_server(fault_topology: Topology, daemon: DaemonProcess, target: 
     server = server_of(fault_topology, target)
     healthy = tuple(t for t in TARGETS if t != target)
     with Watcher(daemon) as watcher:
-        watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1 and data_series(s, t)
-                                   for t in TARGETS), 15, "every target up")
+        all_up(watcher)
         fds_before = daemon_fds(daemon)
         started = time.time()
         with frozen(server):

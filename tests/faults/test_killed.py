@@ -15,9 +15,9 @@ from tests.faults.faultkit import (
     POOL_MAX,
     TARGETS,
     Watcher,
+    all_up,
     check_fault,
     daemon_fds,
-    data_series,
     frozen,
     log_lines,
     no_leak,
@@ -37,8 +37,7 @@ def test_killed_mid_poll_then_restarted(
     port = server.port
     healthy = tuple(t for t in TARGETS if t != target)
     with Watcher(daemon) as watcher:
-        watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1 and data_series(s, t)
-                                   for t in TARGETS), 20, "every target up")
+        all_up(watcher)
         fds_before = daemon_fds(daemon)
         started = time.time()
         # Frozen first, so the kill lands while the daemon's queries are in flight: a poll
