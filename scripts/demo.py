@@ -74,6 +74,8 @@ def main() -> int:
                         help="do not run the demo workload (scripts/workload.py)")
     parser.add_argument("--workload-rate", type=float, default=60.0,
                         help="app operations per second of the workload (default 60)")
+    parser.add_argument("--workdir", type=Path, default=REPO / ".tierwatch-demo",
+                        help="where the demo writes tierwatch's config (default .tierwatch-demo)")
     args = parser.parse_args()
 
     stop = False
@@ -85,8 +87,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    demo_dir = REPO / ".tierwatch-demo"
-    demo_dir.mkdir(exist_ok=True)
+    demo_dir: Path = args.workdir
+    demo_dir.mkdir(parents=True, exist_ok=True)
     print("demo: starting PostgreSQL primary + replica, PgBouncer and Redis ...", flush=True)
     with Topology() as topo:
         config = demo_dir / "tierwatch.yaml"
