@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.topology import free_port
+from exporter.catalogue import CATALOGUE
+from tests.topology import Topology, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -147,3 +150,31 @@ class DaemonProcess:
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def family_of(sample_name: str) -> str:
+    """The catalogue name a scraped sample belongs to."""
+    if sample_name in CATALOGUE:
+        return sample_name
+    for suffix in ("_bucket", "_count", "_sum"):
+        base = sample_name.removesuffix(suffix)
+        if base != sample_name and base in CATALOGUE:
+            return base
+    return sample_name
+
+
+def make_traffic(topology: Topology) -> None:
+    """A little of every kind: cache hits and misses, a read through PgBouncer, a write and
+    a read on the primary."""
+    cache = redis.Redis.from_url(topology.redis_url())
+    cache.set("coverage:key", "v", ex=60)
+    for _ in range(5):
+        cache.get("coverage:key")
+        cache.get("coverage:missing")
+    with psycopg.connect(topology.app_dsn_via_pgbouncer(), prepare_threshold=None,
+                         autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM items").fetchone()
+    with psycopg.connect(topology.superuser_dsn(topology.primary, "app"),
+                         autocommit=True) as conn:
+        conn.execute("INSERT INTO items(payload) VALUES ('coverage')")
+        conn.execute("SELECT count(*) FROM items").fetchone()

@@ -322,6 +322,7 @@ class PgServer(Server):
 
     data_dir: Path = Path("/nonexistent")
     log_path: Path = Path("/dev/null")
+    pg_bin: Path = PG_BIN
     _last_pid: int = field(default=0, init=False, repr=False)
 
     @property
@@ -357,7 +358,7 @@ class PgServer(Server):
                      Path(socket_dir) / f".s.PGSQL.{self.port}.lock"):
             lock.unlink(missing_ok=True)
         try:
-            _run([PG_BIN / "pg_ctl", "start", "-w", "-t", "60", "-D", self.data_dir,
+            _run([self.pg_bin / "pg_ctl", "start", "-w", "-t", "60", "-D", self.data_dir,
                   "-l", self.log_path], cwd=self.data_dir)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n{_tail(self.log_path)}") from None
@@ -367,7 +368,7 @@ class PgServer(Server):
             pid = self.pid
             os.kill(pid, signal.SIGCONT)  # a SIGSTOPped postmaster ignores the stop request
             try:
-                _run([PG_BIN / "pg_ctl", "stop", "-m", "fast", "-w", "-t", "30",
+                _run([self.pg_bin / "pg_ctl", "stop", "-m", "fast", "-w", "-t", "30",
                       "-D", self.data_dir], cwd=self.data_dir)
             except RuntimeError:
                 if _alive(pid):
@@ -376,7 +377,7 @@ class PgServer(Server):
 
     def promote(self) -> None:
         """Promote this standby and wait until it accepts writes."""
-        _run([PG_BIN / "pg_ctl", "promote", "-w", "-t", "60", "-D", self.data_dir],
+        _run([self.pg_bin / "pg_ctl", "promote", "-w", "-t", "60", "-D", self.data_dir],
              cwd=self.data_dir)
         wait_until(lambda: _query(self.superuser_dsn(), "SELECT NOT pg_is_in_recovery()")
                    == (True,), READY_TIMEOUT, f"promotion of {self.name}",
@@ -398,9 +399,11 @@ class Topology:
     pgbouncer: ProcServer
     redis: ProcServer
 
-    def __init__(self, base_dir: Path | None = None, redis_server_binary: str = "redis-server"):
+    def __init__(self, base_dir: Path | None = None, redis_server_binary: str = "redis-server",
+                 pg_bin: Path = PG_BIN):
         self.base_dir = base_dir
         self.redis_server_binary = redis_server_binary
+        self.pg_bin = pg_bin
         self.monitor_password = secrets.token_hex(16)
         self.app_password = secrets.token_hex(16)
         self.redis_monitor_password = secrets.token_hex(16)
@@ -459,7 +462,7 @@ class Topology:
     def _start_primary(self) -> None:
         assert self.workdir is not None
         data = _mkdir(self.workdir / "primary")
-        _run([PG_BIN / "initdb", "-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C",
+        _run([self.pg_bin / "initdb", "-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C",
               "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"], cwd=data)
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(
@@ -481,7 +484,7 @@ class Topology:
             f"host all all {HOST}/32 scram-sha-256\n"
         )
         self._set_port(data, port := free_port())
-        self.primary = PgServer("primary", HOST, port, data_dir=data,
+        self.primary = PgServer("primary", HOST, port, data_dir=data, pg_bin=self.pg_bin,
                                 log_path=self.workdir / "logs" / "primary.log")
         self._servers.append(self.primary)
         self.primary.start()
@@ -509,7 +512,7 @@ class Topology:
         self._replica_generation += 1
         name = "replica" if self._replica_generation == 1 else f"replica-{self._replica_generation}"
         data = _mkdir(self.workdir / name)
-        _run([PG_BIN / "pg_basebackup", "-h", HOST, "-p", self.primary.port, "-U", "postgres",
+        _run([self.pg_bin / "pg_basebackup", "-h", HOST, "-p", self.primary.port, "-U", "postgres",
               "-D", data, "-R", "-X", "stream", "-S", SLOT_NAME, "-c", "fast", "--no-sync"],
              cwd=data)
         port = port or free_port()
@@ -522,7 +525,7 @@ class Topology:
                 f"primary_slot_name = '{SLOT_NAME}'\n"
             )
         if self._replica_generation == 1:
-            self.replica = PgServer(REPLICA_NAME, HOST, port, data_dir=data,
+            self.replica = PgServer(REPLICA_NAME, HOST, port, data_dir=data, pg_bin=self.pg_bin,
                                     log_path=self.workdir / "logs" / "replica.log")
             self._servers.append(self.replica)
         else:

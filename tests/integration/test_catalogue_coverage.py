@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-import redis
 import yaml
 
 from exporter.catalogue import CATALOGUE
-from tests.support import DaemonProcess, Scrape, wait_until
+from tests.support import DaemonProcess, Scrape, family_of, make_traffic, wait_until
 from tests.topology import Topology
 
 # Present only in situations this single scrape does not create, each proven elsewhere.
@@ -25,32 +23,6 @@ SITUATIONAL = {
     "tierwatch_redis_master_link_up": "test_replication_views_of_master_and_replica",
     "tierwatch_redis_master_last_io_seconds": "test_replication_views_of_master_and_replica",
 }
-
-
-def family_of(sample_name: str) -> str:
-    """The catalogue name a scraped sample belongs to."""
-    if sample_name in CATALOGUE:
-        return sample_name
-    for suffix in ("_bucket", "_count", "_sum"):
-        base = sample_name.removesuffix(suffix)
-        if base != sample_name and base in CATALOGUE:
-            return base
-    return sample_name
-
-
-def make_traffic(topology: Topology) -> None:
-    cache = redis.Redis.from_url(topology.redis_url())
-    cache.set("coverage:key", "v", ex=60)
-    for _ in range(5):
-        cache.get("coverage:key")
-        cache.get("coverage:missing")
-    with psycopg.connect(topology.app_dsn_via_pgbouncer(), prepare_threshold=None,
-                         autocommit=True) as conn:
-        conn.execute("SELECT count(*) FROM items").fetchone()
-    with psycopg.connect(topology.superuser_dsn(topology.primary, "app"),
-                         autocommit=True) as conn:
-        conn.execute("INSERT INTO items(payload) VALUES ('coverage')")
-        conn.execute("SELECT count(*) FROM items").fetchone()
 
 
 def test_catalogue_and_scrape_agree(
