@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis._parsers import _AsyncRESP3Parser
 from redis.backoff import NoBackoff
 from redis.exceptions import InvalidResponse
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from exporter.config import PgbouncerTarget, PostgresTarget, RedisTarget, Settings
@@ -149,8 +150,12 @@ class RedisClient:
             timeout=settings.connect_timeout,
             socket_timeout=settings.statement_timeout,
             socket_connect_timeout=settings.connect_timeout,
-            # an ACL user limited to INFO and PING cannot run CLIENT SETINFO/SETNAME
+            # an ACL user limited to INFO and PING cannot run CLIENT SETINFO/SETNAME, nor the
+            # CLIENT MAINT_NOTIFICATIONS handshake redis-py sends by default over RESP3: each
+            # refusal costs a round trip and an entry in the server's ACL LOG (Redis 6.2,
+            # and 8.2+ where the subcommand exists); tierwatch never needs either
             driver_info=None,
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
             retry=Retry(NoBackoff(), 0),
             parser_class=_BoundedParser,
             **({"connection_class": aioredis.SSLConnection} if url.tls else {}),

@@ -176,7 +176,7 @@ class TargetPoller:
         return _merge(outputs)
 
     async def _config_maxclients(self, client: RedisClient) -> dict[str, Any]:
-        """Redis before 7.0 has no maxclients in INFO: ask CONFIG GET if the ACL allows it.
+        """Redis before 6.2 has no maxclients in INFO: ask CONFIG GET if the ACL allows it.
 
         A refusal (NOPERM, or CONFIG renamed away) only leaves tierwatch_redis_max_clients
         out, and is remembered: every denied call would add an entry to the server's ACL LOG.

@@ -23,7 +23,7 @@ GAUGES = (
     ("used_memory_rss", c.REDIS_MEMORY_RSS),
     ("mem_fragmentation_ratio", c.REDIS_FRAGMENTATION),
     ("connected_clients", c.REDIS_CLIENTS),
-    # In INFO clients since Redis 7.0; for older servers the poller asks CONFIG GET maxclients
+    # In INFO clients since Redis 6.2; for older servers the poller asks CONFIG GET maxclients
     ("maxclients", c.REDIS_MAX_CLIENTS),
     ("blocked_clients", c.REDIS_BLOCKED_CLIENTS),
     ("uptime_in_seconds", c.REDIS_UPTIME),

