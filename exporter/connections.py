@@ -151,9 +151,9 @@ class RedisClient:
             socket_timeout=settings.statement_timeout,
             socket_connect_timeout=settings.connect_timeout,
             # an ACL user limited to INFO and PING cannot run CLIENT SETINFO/SETNAME, nor the
-            # CLIENT MAINT_NOTIFICATIONS handshake redis-py sends by default over RESP3: each
-            # refusal costs a round trip and an entry in the server's ACL LOG (Redis 6.2,
-            # and 8.2+ where the subcommand exists); tierwatch never needs either
+            # CLIENT MAINT_NOTIFICATIONS handshake redis-py sends by default over RESP3: a
+            # refusal costs a round trip on every new connection and, where the server checks
+            # the ACL before the subcommand (Redis 6.2), an entry in its ACL LOG
             driver_info=None,
             maint_notifications_config=MaintNotificationsConfig(enabled=False),
             retry=Retry(NoBackoff(), 0),
