@@ -95,6 +95,9 @@ PG_CONNECTIONS = _spec("tierwatch_pg_connections", "gauge",
                        "Client backends by pg_stat_activity state.", ("state",), section=P)
 PG_MAX_CONNECTIONS = _spec("tierwatch_pg_max_connections", "gauge",
                            "The server's max_connections setting.", section=P)
+PG_SERVER_INFO = _spec("tierwatch_pg_server_info", "gauge",
+                       "Always 1; the server's PostgreSQL version (from server_version_num).",
+                       ("version",), section=P)
 PG_BLOCKS_HIT = _spec("tierwatch_pg_blocks_hit_total", "counter",
                       "Shared buffer hits, in blocks.", ("datname",), section=P)
 PG_BLOCKS_READ = _spec("tierwatch_pg_blocks_read_total", "counter",

@@ -1,4 +1,5 @@
-"""PostgreSQL role, WAL position and connection limit: the query every poll starts with."""
+"""PostgreSQL role, version, WAL position and connection limit: the query every poll
+starts with."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ STATUS_SQL = """SELECT pg_is_in_recovery() AS in_recovery,
   extract(epoch FROM now())::float8 AS server_now"""
 
 
+def version_text(server_version_num: int) -> str:
+    """150014 -> "15.14"; before 10 the version had three parts: 90624 -> "9.6.24"."""
+    major, rest = divmod(server_version_num, 10000)
+    if major >= 10:
+        return f"{major}.{rest}"
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
 def role_of(rows: Sequence[Row]) -> Role:
     return Role.REPLICA if rows and rows[0]["in_recovery"] else Role.PRIMARY
 
@@ -38,6 +47,8 @@ class PgStatus:
             c.PG_IN_RECOVERY(1 if row["in_recovery"] else 0),
             c.PG_MAX_CONNECTIONS(row["max_connections"]),
         ]
+        if ctx.server_version:  # from the connection's startup, no query
+            out.append(c.PG_SERVER_INFO(1, version_text(ctx.server_version)))
         # the role, for ClusterState: a primary that comes back in recovery was demoted
         out.append(Fact("in_recovery", bool(row["in_recovery"])))
         if row["current_wal_bytes"] is not None:

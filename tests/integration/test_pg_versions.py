@@ -79,6 +79,9 @@ def test_every_postgres_metric_on_this_version(
     assert scrape.value(c.PG_REPLICATION_LAG_BYTES.name, replica="replica-1", stage="replay",
                         **PRIMARY) is not None
     assert scrape.value(c.PG_MAX_CONNECTIONS.name, **PRIMARY) == 50
+    for target in (PRIMARY, REPLICA):
+        (info,) = scrape.find(c.PG_SERVER_INFO.name, **target)
+        assert info.labels["version"].startswith(f"{major}."), info.labels
     assert "Traceback" not in daemon.log_text()
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from exporter import catalogue as c
-from exporter.collectors.pg_status import STATUS_SQL, PgStatus, role_of
+from exporter.collectors.pg_status import STATUS_SQL, PgStatus, role_of, version_text
 from exporter.model import Fact, Kind, PollContext, Role, TargetId
 
 DATA = json.loads((Path(__file__).parent.parent / "data" / "pg_rows.json").read_text())
@@ -34,3 +35,19 @@ def test_replica() -> None:
     assert metrics[c.PG_WAL_POSITION.name] == rows[0]["replay_wal_bytes"]
     facts = {f.key: f.value for f in out if isinstance(f, Fact)}
     assert facts == {"in_recovery": True}  # only a primary dates the cluster
+
+
+def test_server_version_label() -> None:
+    rows = DATA["idle"]["primary"]["status"]
+    out = PgStatus().parse({STATUS_SQL: rows}, replace(CTX, server_version=150014))
+    info = [m for m in out if not isinstance(m, Fact) and m.spec is c.PG_SERVER_INFO]
+    assert [(m.labels, m.value) for m in info] == [(("15.14",), 1.0)]
+    # no version known (0): no series rather than a made-up one
+    assert not [m for m in PgStatus().parse({STATUS_SQL: rows}, CTX)
+                if not isinstance(m, Fact) and m.spec is c.PG_SERVER_INFO]
+
+
+def test_version_text() -> None:
+    assert version_text(180006) == "18.6"
+    assert version_text(100023) == "10.23"
+    assert version_text(90624) == "9.6.24"
