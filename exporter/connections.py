@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis._parsers import _AsyncRESP3Parser
 from redis.backoff import NoBackoff
 from redis.exceptions import InvalidResponse
@@ -30,6 +33,10 @@ class PoolStats:
     idle: int
     used: int
     max: int
+
+
+class ConnectFailed(PoolTimeout):
+    """The pool's attempt to connect failed: reported now, not at the pool timeout."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -69,6 +76,8 @@ class PgPool:
         self._kwargs.update(autocommit=True, prepare_threshold=None, row_factory=dict_row)
         self.last_connect_error: str | None = None
         self.max_size = settings.pool_max_connections
+        self._gave_up = asyncio.Event()
+        self._late: set[asyncio.Future[Any]] = set()
         owner = self
 
         class _Connection(psycopg.AsyncConnection[Any]):
@@ -97,9 +106,49 @@ class PgPool:
             open=False,
             name=f"tierwatch:{target.name}",
             timeout=settings.connect_timeout,
-            reconnect_timeout=0,  # never give up in the background; polls report the outage
+            # A failed attempt is retried once at once, then given up (reconnect_failed):
+            # the next poll's request starts a new one. Nothing retries in the background.
+            reconnect_timeout=0,
+            reconnect_failed=self._attempt_given_up,
             num_workers=1,
         )
+
+    def _attempt_given_up(self, _pool: AsyncConnectionPool[Any]) -> None:
+        self._gave_up.set()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A connection from the pool, or ConnectFailed as soon as the attempt to open one
+        fails (a refused port, an unknown host, "too many clients"), where the pool itself
+        would wait out its timeout. A frozen server still takes the timeout (or the poll
+        deadline): its attempt neither succeeds nor fails."""
+        self._gave_up.clear()
+        getting = asyncio.ensure_future(self.pool.getconn())
+        gave_up = asyncio.ensure_future(self._gave_up.wait())
+        try:
+            await asyncio.wait((getting, gave_up), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gave_up.cancel()
+            if not getting.done():
+                getting.cancel()
+                # a connection handed over while the cancel was on its way goes back
+                self._late.add(getting)
+                getting.add_done_callback(self._return_late)
+        if not getting.done():
+            raise ConnectFailed(self.last_connect_error or "the connection attempt failed")
+        conn = getting.result()
+        try:
+            yield conn
+        finally:
+            await self.pool.putconn(conn)
+
+    def _return_late(self, task: asyncio.Future[Any]) -> None:
+        self._late.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return
+        putting = asyncio.ensure_future(self.pool.putconn(task.result()))
+        self._late.add(putting)
+        putting.add_done_callback(self._late.discard)
 
     async def open(self) -> None:
         await self.pool.open(wait=False)

@@ -198,7 +198,7 @@ class TargetPoller:
     ) -> _Outcome:
         collectors = POSTGRES_COLLECTORS if self.kind is Kind.POSTGRES else PGBOUNCER_COLLECTORS
         try:
-            async with pool.pool.connection() as conn:
+            async with pool.connection() as conn:
                 progress.connected = True
                 if self.kind is Kind.POSTGRES:
                     ctx = replace(ctx, server_version=conn.info.server_version)

@@ -163,7 +163,8 @@ def check_fault(
     # once down it stays down for the rest of the fault, without data series
     for obs in during[during.index(first_down):]:
         assert obs.scrape is not None
-        assert obs.scrape.value("tierwatch_up", target=faulty) == 0
+        assert obs.scrape.value("tierwatch_up", target=faulty) == 0, (
+            f"{faulty} up again {obs.at - started:.2f}s into a fault of {ended - started:.2f}s")
         assert data_series(obs.scrape, faulty) == [], data_series(obs.scrape, faulty)
     first, last = down[0].scrape, down[-1].scrape
     assert first is not None and last is not None

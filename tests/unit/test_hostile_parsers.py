@@ -156,8 +156,7 @@ def pg_poll(poller: TargetPoller, results: dict[str, Any], version: int) -> Targ
     async def answer(_conn: Any, queries: Any) -> dict[str, Any]:
         return {q: results.get(q, []) for q in queries}
 
-    pool = poller.connection.pool  # type: ignore[union-attr]
-    with mock.patch.object(pool, "connection", connection), \
+    with mock.patch.object(poller.connection, "connection", connection), \
             mock.patch.object(poller_module, "_run_batch", answer), \
             mock.patch.object(poller_module, "_run_each", answer):
         return asyncio.run(poller.poll())
