@@ -360,10 +360,17 @@ def test_idle_primary_for_90s(idle_watch: IdleWatch) -> None:
     assert all(lag is not None and lag < 1 for lag in lags), lags
     assert all(s["from_primary"] == 1 for s in samples)
     for stage in ("write", "flush", "replay"):
-        values = [s[f"{stage}_s"] for s in samples]
-        assert all(v is not None and v < 1 for v in values), (stage, values)
-        # a stage caught up in bytes reads exactly 0 s, never a stale measurement
-        assert all(s[f"{stage}_s"] == 0 for s in samples if s[f"{stage}_b"] == 0)
+        assert all(s[f"{stage}_b"] is not None for s in samples), stage
+        # a stage caught up in bytes reads exactly 0 s, never a stale measurement or NULL
+        caught_up = [s[f"{stage}_s"] for s in samples if s[f"{stage}_b"] == 0]
+        assert all(v == 0 for v in caught_up), (stage, caught_up)
+        # An idle primary still writes a record now and then (a running-xacts snapshot,
+        # lsn_moved bytes in all): until the replica reports it, the stage is bytes behind
+        # and PostgreSQL may have no lag measurement yet, so the seconds series is left out
+        # (never invented). That must stay a passing moment, not a state.
+        in_flight = [(s[f"{stage}_b"], s[f"{stage}_s"]) for s in samples
+                     if s[f"{stage}_b"] != 0]
+        assert len(in_flight) <= 0.05 * len(samples), (stage, in_flight)
     zero = sum(1 for s in samples if s["replay_s"] == 0 and s["replica_lag"] == 0)
     print(f"\nidle {len(samples)} samples, max replica lag {max(lags):.3f}s "  # type: ignore[type-var]
           f"({zero} samples all 0), primary WAL moved {idle_watch.lsn_moved} bytes")
