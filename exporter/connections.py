@@ -77,7 +77,7 @@ class PgPool:
         self.last_connect_error: str | None = None
         self.max_size = settings.pool_max_connections
         self._gave_up = asyncio.Event()
-        self._late: set[asyncio.Future[Any]] = set()
+        self._returning: set[asyncio.Future[Any]] = set()
         owner = self
 
         class _Connection(psycopg.AsyncConnection[Any]):
@@ -121,20 +121,19 @@ class PgPool:
         """A connection from the pool, or ConnectFailed as soon as the attempt to open one
         fails (a refused port, an unknown host, "too many clients"), where the pool itself
         would wait out its timeout. A frozen server still takes the timeout (or the poll
-        deadline): its attempt neither succeeds nor fails."""
+        deadline): its attempt neither succeeds nor fails. One poll at a time waits here."""
         self._gave_up.clear()
         getting = asyncio.ensure_future(self.pool.getconn())
         gave_up = asyncio.ensure_future(self._gave_up.wait())
         try:
             await asyncio.wait((getting, gave_up), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the poll's deadline cancelled it
+            self._abandon(getting)
+            raise
         finally:
             gave_up.cancel()
-            if not getting.done():
-                getting.cancel()
-                # a connection handed over while the cancel was on its way goes back
-                self._late.add(getting)
-                getting.add_done_callback(self._return_late)
         if not getting.done():
+            self._abandon(getting)
             raise ConnectFailed(self.last_connect_error or "the connection attempt failed")
         conn = getting.result()
         try:
@@ -142,13 +141,18 @@ class PgPool:
         finally:
             await self.pool.putconn(conn)
 
-    def _return_late(self, task: asyncio.Future[Any]) -> None:
-        self._late.discard(task)
-        if task.cancelled() or task.exception() is not None:
+    def _abandon(self, getting: asyncio.Future[Any]) -> None:
+        """Stop waiting; a connection already handed over (or handed over while the cancel
+        is on its way) goes back to the pool."""
+        getting.cancel()
+        getting.add_done_callback(self._return_unused)
+
+    def _return_unused(self, getting: asyncio.Future[Any]) -> None:
+        if getting.cancelled() or getting.exception() is not None:
             return
-        putting = asyncio.ensure_future(self.pool.putconn(task.result()))
-        self._late.add(putting)
-        putting.add_done_callback(self._late.discard)
+        putting = asyncio.ensure_future(self.pool.putconn(getting.result()))
+        self._returning.add(putting)  # a task nobody awaits needs a reference
+        putting.add_done_callback(self._returning.discard)
 
     async def open(self) -> None:
         await self.pool.open(wait=False)

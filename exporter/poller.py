@@ -138,9 +138,9 @@ class TargetPoller:
         return self._finish(started, time.perf_counter() - t0, outcome, error)
 
     def _deadline_error(self, progress: _Progress) -> str:
-        # psycopg_pool's getconn waits out its own timeout even when every connection
-        # attempt is refused at once (no listener, unknown host, server full): a poll still
-        # waiting for a connection at its deadline reports why connecting fails
+        # A refused attempt ends the wait at once (PgPool.connection); one that hangs (a
+        # frozen server, a peer stuck mid-handshake) lasts past the deadline: if an earlier
+        # attempt failed, its reason says more than "no answer"
         pool = self.connection
         if isinstance(pool, PgPool) and not progress.connected and pool.last_connect_error:
             return f"cannot connect: {pool.last_connect_error}"

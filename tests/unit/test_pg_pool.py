@@ -8,6 +8,7 @@ test_max_connections.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +23,38 @@ class StandInPool:
     def __init__(self) -> None:
         self.handed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.returned: list[str] = []
+        self.on_handover: Callable[[], object] = lambda: None
 
     async def getconn(self) -> str:
         """Hands over `handed` once set, even when cancelled meanwhile: the worst case, a
         hand-over already under way when the cancel arrives."""
         try:
-            return await asyncio.shield(self.handed)
+            conn = await asyncio.shield(self.handed)
         except asyncio.CancelledError:
             return await self.handed
+        self.on_handover()
+        return conn
 
     async def putconn(self, conn: str) -> None:
         self.returned.append(conn)
 
 
-def make_pool(tmp_path: Path) -> PgPool:
+def pool_with_stand_in(tmp_path: Path) -> tuple[PgPool, StandInPool]:
+    """A PgPool whose psycopg pool is a stand-in; call inside the event loop."""
     config = tmp_path / "tierwatch.yaml"
     config.write_text(yaml.safe_dump({"clusters": [{"name": "main", "postgres": [
         {"name": "db", "dsn": "postgresql://monitor@127.0.0.1:1/postgres"}]}]}))
     settings = load_settings(config)
     ((_, target),) = all_targets(settings)
-    return PgPool(target, settings, admin_console=False)  # type: ignore[arg-type]
+    pg = PgPool(target, settings, admin_console=False)  # type: ignore[arg-type]
+    stand_in = StandInPool()
+    pg.pool = stand_in  # type: ignore[assignment]
+    return pg, stand_in
+
+
+async def poll_cancelled_before_use(pg: PgPool) -> None:
+    async with pg.connection():
+        raise AssertionError("the poll was cancelled before it could use a connection")
 
 
 async def settle() -> None:
@@ -51,9 +64,7 @@ async def settle() -> None:
 
 def test_a_given_up_attempt_ends_the_wait_with_its_reason(tmp_path: Path) -> None:
     async def scenario() -> tuple[str, list[str]]:
-        pg = make_pool(tmp_path)
-        stand_in = StandInPool()
-        pg.pool = stand_in  # type: ignore[assignment]
+        pg, stand_in = pool_with_stand_in(tmp_path)
         pg.last_connect_error = "connection refused"
 
         async def give_up_soon() -> None:
@@ -77,9 +88,7 @@ def test_a_given_up_attempt_ends_the_wait_with_its_reason(tmp_path: Path) -> Non
 
 def test_a_connection_is_used_and_returned(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[Any], list[str]]:
-        pg = make_pool(tmp_path)
-        stand_in = StandInPool()
-        pg.pool = stand_in  # type: ignore[assignment]
+        pg, stand_in = pool_with_stand_in(tmp_path)
         stand_in.handed.set_result("conn")
         used = []
         async with pg.connection() as conn:
@@ -92,15 +101,9 @@ def test_a_connection_is_used_and_returned(tmp_path: Path) -> None:
 
 def test_a_deadline_cancel_while_waiting_returns_a_late_connection(tmp_path: Path) -> None:
     async def scenario() -> list[str]:
-        pg = make_pool(tmp_path)
-        stand_in = StandInPool()
-        pg.pool = stand_in  # type: ignore[assignment]
+        pg, stand_in = pool_with_stand_in(tmp_path)
 
-        async def poll() -> None:
-            async with pg.connection():
-                raise AssertionError("no connection was handed over before the cancel")
-
-        task = asyncio.create_task(poll())
+        task = asyncio.create_task(poll_cancelled_before_use(pg))
         await settle()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -110,3 +113,23 @@ def test_a_deadline_cancel_while_waiting_returns_a_late_connection(tmp_path: Pat
         return stand_in.returned
 
     assert asyncio.run(scenario()) == ["late connection"]
+
+
+def test_a_deadline_cancel_right_after_the_hand_over_returns_the_connection(
+    tmp_path: Path,
+) -> None:
+    """The hand-over and the deadline's cancel land in the same loop turn: the connection
+    has arrived but the poll never takes it, so it goes back."""
+    async def scenario() -> list[str]:
+        pg, stand_in = pool_with_stand_in(tmp_path)
+
+        task = asyncio.create_task(poll_cancelled_before_use(pg))
+        stand_in.on_handover = task.cancel  # the cancel is on its way as getconn returns
+        await settle()
+        stand_in.handed.set_result("handed over")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settle()
+        return stand_in.returned
+
+    assert asyncio.run(scenario()) == ["handed over"]
