@@ -339,6 +339,27 @@ def log_lines(daemon: DaemonProcess, target: str) -> list[str]:
     return [line for line in daemon.log_text().splitlines() if f"/{target} " in line]
 
 
+def clean_after(daemon: DaemonProcess, topo: Topology, server: Server, target: str,
+                fds_before: int) -> tuple[int, list[str]]:
+    """After a fault has ended: the daemon holds at most its pool to the server (sockets,
+    fds, PostgreSQL sessions), logged the outage's end and no traceback. Returns the
+    sockets it holds and its log lines about the target (printed)."""
+    sockets_after = no_leak(daemon, server.port)
+    assert sockets_after <= POOL_MAX
+    assert daemon_fds(daemon) <= fds_before + POOL_MAX
+    if isinstance(server, PgServer):
+        assert pg_backends(topo, server) <= POOL_MAX
+    lines = log_lines(daemon, target)
+    assert any("is up again" in line for line in lines), lines
+    assert "Traceback" not in daemon.log_text()
+    return sockets_after, lines
+
+
+def print_log(lines: list[str]) -> None:
+    for line in lines:
+        print("   ", line.split(": ", 1)[1])
+
+
 TARGETS = ("primary", "replica-1", "bouncer", "cache")
 
 

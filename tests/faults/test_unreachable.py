@@ -117,17 +117,22 @@ def check_duration(name: str, report: FaultReport) -> None:
         assert report.mean_failed_poll < 0.1, (name, report)
 
 
+def outage_line(setup: Setup, name: str, report: FaultReport) -> str:
+    """The target failed fast enough and logged its outage once (one line per outage,
+    naming the cause); that line, printed."""
+    check_duration(name, report)
+    lines = [line for line in log_lines(setup.daemon, name) if "failed" in line]
+    assert len(lines) == 1, lines
+    print(f"\n{name}: {lines[0].split(': ', 1)[1]!r} "
+          f"(polls fail in {report.mean_failed_poll * 1000:.1f} ms)")
+    return lines[0]
+
+
 def test_port_where_nothing_listens(setup: Setup) -> None:
     names = ("pg-refused", "bouncer-refused", "cache-refused")
-    reports = watch(setup, names)
-    for name, report in reports.items():
-        check_duration(name, report)
-        lines = [line for line in log_lines(setup.daemon, name) if "failed" in line]
-        # one line per outage, naming the cause
-        assert len(lines) == 1, lines
-        assert "refused" in lines[0].lower(), lines
-        print(f"\n{name}: {lines[0].split(': ', 1)[1]!r} "
-              f"(polls fail in {report.mean_failed_poll * 1000:.1f} ms)")
+    for name, report in watch(setup, names).items():
+        line = outage_line(setup, name, report)
+        assert "refused" in line.lower(), line
 
 
 def test_nothing_listening_then_a_server_appears(setup: Setup) -> None:
@@ -153,14 +158,9 @@ def test_nothing_listening_then_a_server_appears(setup: Setup) -> None:
 
 def test_host_name_that_does_not_resolve(setup: Setup) -> None:
     names = ("pg-nxdomain", "bouncer-nxdomain", "cache-nxdomain")
-    reports = watch(setup, names)
-    for name, report in reports.items():
-        check_duration(name, report)
-        lines = [line for line in log_lines(setup.daemon, name) if "failed" in line]
-        assert len(lines) == 1, lines
-        assert NXDOMAIN in lines[0] or "resolve" in lines[0] or "name" in lines[0].lower(), lines
-        print(f"\n{name}: {lines[0].split(': ', 1)[1]!r} "
-              f"(polls fail in {report.mean_failed_poll * 1000:.1f} ms)")
+    for name, report in watch(setup, names).items():
+        line = outage_line(setup, name, report)
+        assert NXDOMAIN in line or "resolve" in line or "name" in line.lower(), line
 
 
 def test_server_answering_garbage(setup: Setup) -> None:
