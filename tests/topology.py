@@ -228,7 +228,7 @@ def _setting(data_dir: Path, name: str) -> str:
     return value
 
 
-def _tcp_accepts(port: int) -> bool:
+def tcp_accepts(port: int) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=0.5):
             return True
@@ -565,7 +565,7 @@ class Topology:
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         self.pgbouncer = ProcServer(
             "pgbouncer", HOST, port, argv=[binary, str(ini)], cwd=d,
-            log_path=self.workdir / "logs" / "pgbouncer.out", ready=lambda: _tcp_accepts(port))
+            log_path=self.workdir / "logs" / "pgbouncer.out", ready=lambda: tcp_accepts(port))
         self._servers.append(self.pgbouncer)
         self.pgbouncer.start()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from exporter.catalogue import CATALOGUE
-from tests.support import DaemonProcess, Scrape, family_of, make_traffic, wait_until
+from tests.support import DaemonProcess, family_of, scrape_with_families
 from tests.topology import Topology
 
 # Present only in situations this single scrape does not create, each proven elsewhere.
@@ -38,19 +38,7 @@ def test_catalogue_and_scrape_agree(
         config = yaml.safe_load(topology.tierwatch_config(poll_interval=1.0))
         config["cluster_files"] = [str(files / "*.yaml")]
         daemon = daemon_factory(yaml.safe_dump(config))
-        wanted = set(CATALOGUE) - set(SITUATIONAL)
-
-        def complete() -> Scrape | None:
-            make_traffic(topology)
-            scrape = daemon.scrape()
-            missing = wanted - {family_of(n) for n in scrape.names()}
-            complete.missing = missing  # type: ignore[attr-defined]
-            return None if missing else scrape
-
-        try:
-            scrape = wait_until(complete, 20, "every catalogued metric in one scrape")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; missing: {sorted(complete.missing)}") from None  # type: ignore[attr-defined]
+        scrape = scrape_with_families(daemon, topology, set(CATALOGUE) - set(SITUATIONAL), 20)
     finally:
         topology.psql(topology.primary, "ALTER SYSTEM RESET max_slot_wal_keep_size")
         topology.psql(topology.primary, "SELECT pg_reload_conf()")

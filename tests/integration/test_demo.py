@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import Scrape, http_get, wait_until
-from tests.topology import free_port
+from tests.topology import free_port, tcp_accepts
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +43,6 @@ class Output:
         match = re.search(rf"^\s+{key}\s+(\S+)", self.text(), re.MULTILINE)
         assert match, f"no {key!r} line in the demo's output:\n{self.text()}"
         return match.group(1)
-
-
-def refuses(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def port_of(address: str) -> int:
@@ -109,4 +102,4 @@ def test_demo_starts_everything_shows_live_data_and_stops_on_ctrl_c(tmp_path: Pa
     assert "Traceback" not in out.text(), out.text()
     listen_port = int(listen.rpartition(":")[2])
     for name, port in {**ports, "tierwatch": listen_port}.items():
-        assert refuses(port), f"{name} still listens on {port} after the demo stopped"
+        assert not tcp_accepts(port), f"{name} still listens on {port} after the demo stopped"

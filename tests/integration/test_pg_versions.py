@@ -19,7 +19,7 @@ import pytest
 from exporter import catalogue as c
 from exporter.catalogue import CATALOGUE
 from tests.serverwheels import PG_MAJORS, pg_bin
-from tests.support import DaemonProcess, Scrape, family_of, make_traffic, wait_until
+from tests.support import DaemonProcess, Scrape, scrape_with_families, wait_until
 from tests.topology import Topology
 
 pytestmark = pytest.mark.integration
@@ -57,18 +57,9 @@ def test_every_postgres_metric_on_this_version(
     major, topo, daemon = versioned
     assert topo.psql(topo.primary, "SHOW server_version_num").startswith(str(major))
 
-    def complete() -> Scrape | None:
-        make_traffic(topo)
-        scrape = daemon.scrape()
-        complete.missing = PG_FAMILIES - {family_of(n) for n in scrape.names()}  # type: ignore[attr-defined]
-        both_up = all(scrape.value("tierwatch_up", **t) == 1 for t in (PRIMARY, REPLICA))
-        return scrape if both_up and not complete.missing else None  # type: ignore[attr-defined]
-
-    try:
-        scrape = wait_until(complete, 20, f"every PostgreSQL metric on PostgreSQL {major}")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; missing: {sorted(complete.missing)}; "  # type: ignore[attr-defined]
-                             f"log: {daemon.log_tail()}") from None
+    scrape = scrape_with_families(
+        daemon, topo, PG_FAMILIES, 20,
+        also=lambda s: all(s.value("tierwatch_up", **t) == 1 for t in (PRIMARY, REPLICA)))
     assert collectors_failing(scrape) == [], daemon.log_tail()
     assert scrape.find(c.COLLECTOR_SUCCESS.name, **PRIMARY)
     assert scrape.value(c.PG_IN_RECOVERY.name, **PRIMARY) == 0
