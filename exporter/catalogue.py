@@ -287,6 +287,21 @@ REDIS_MASTER_LAST_IO = _spec("tierwatch_redis_master_last_io_seconds", "gauge",
                              section=X)
 
 # --- PostgreSQL extras (collectors/pg_*.py) ---------------------------------------------------
+PG_SESSIONS = _spec("tierwatch_pg_sessions_total", "counter",
+                    "Sessions established to the database (pg_stat_database.sessions, 14+); "
+                    "its rate is the connection rate.", ("datname",), section=P)
+PG_SESSIONS_ABANDONED = _spec("tierwatch_pg_sessions_abandoned_total", "counter",
+                              "Sessions ended because the client went away.", ("datname",),
+                              section=P)
+PG_SESSIONS_FATAL = _spec("tierwatch_pg_sessions_fatal_total", "counter",
+                          "Sessions ended by a fatal error.", ("datname",), section=P)
+PG_SESSIONS_KILLED = _spec("tierwatch_pg_sessions_killed_total", "counter",
+                           "Sessions terminated by the operator (pg_terminate_backend).",
+                           ("datname",), section=P)
+PG_FROZEN_XID_AGE = _spec("tierwatch_pg_database_frozen_xid_age", "gauge",
+                          "Transactions since the database's oldest unfrozen XID "
+                          "(age(datfrozenxid)); wraparound stops writes near 2^31.",
+                          ("datname",), section=P)
 PG_WAL_POSITION = _spec("tierwatch_pg_wal_position_bytes", "gauge",
                         "WAL position in bytes: the current WAL LSN on a primary, the replay "
                         "LSN on a replica (rate() is the WAL rate).", section=P)

@@ -283,6 +283,7 @@ class TargetPoller:
             poll_duration=Histogram(tuple(self._buckets), self._duration_sum, self._count),
             facts=MappingProxyType(outcome.facts if outcome else {}),
             error=error,
+            interval=self.interval,
         )
         self._last = snapshot
         if up:

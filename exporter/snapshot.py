@@ -37,9 +37,17 @@ class TargetSnapshot:
     poll_duration: Histogram
     facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     error: str | None = None  # one redacted line, for logs and `check`
+    interval: float = 0.0  # the target's poll interval in seconds
 
     def values(self) -> dict[tuple[str, tuple[str, ...]], float]:
         return {(m.spec.name, m.labels): m.value for m in self.metrics}
+
+    def value(self, name: str, *labels: str) -> float | None:
+        """The data series `name` with exactly these extra label values, if this poll has it."""
+        for metric in self.metrics:
+            if metric.spec.name == name and metric.labels == labels:
+                return metric.value
+        return None
 
 
 Renderer = Callable[[Iterable[TargetSnapshot], Iterable[Metric]], bytes]

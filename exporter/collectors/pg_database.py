@@ -1,4 +1,4 @@
-"""pg_stat_database: shared buffer hits and block reads per database, and the hit ratio."""
+"""pg_stat_database + pg_database: block hits and reads, sessions, and the frozen-XID age."""
 
 from __future__ import annotations
 
@@ -11,14 +11,24 @@ from exporter.model import PollContext, Role
 
 # One row per database from the statistics collector; no database is connected to. The
 # row with datname NULL (PostgreSQL 12+) counts shared catalogs and is left out.
-DATABASE_SQL = """SELECT datname, blks_hit::float8 AS blks_hit, blks_read::float8 AS blks_read
-FROM pg_stat_database
-WHERE datname IS NOT NULL"""
+# The session counters arrived in PostgreSQL 14; age(datfrozenxid) is read from the
+# pg_database catalog, which every role may read (no table of any database is touched).
+DATABASE_SQL = """SELECT s.datname, s.blks_hit::float8 AS blks_hit, s.blks_read::float8 AS blks_read,
+  s.sessions::float8 AS sessions, s.sessions_abandoned::float8 AS sessions_abandoned,
+  s.sessions_fatal::float8 AS sessions_fatal, s.sessions_killed::float8 AS sessions_killed,
+  age(d.datfrozenxid)::float8 AS frozen_xid_age
+FROM pg_stat_database s JOIN pg_database d ON d.oid = s.datid
+WHERE s.datname IS NOT NULL"""
 
-# column -> counter family (unit: blocks, block_size bytes each)
+# column -> family (blocks are block_size bytes each; sessions and XIDs are counts)
 COUNTERS = (
     ("blks_hit", c.PG_BLOCKS_HIT),
     ("blks_read", c.PG_BLOCKS_READ),
+    ("sessions", c.PG_SESSIONS),
+    ("sessions_abandoned", c.PG_SESSIONS_ABANDONED),
+    ("sessions_fatal", c.PG_SESSIONS_FATAL),
+    ("sessions_killed", c.PG_SESSIONS_KILLED),
+    ("frozen_xid_age", c.PG_FROZEN_XID_AGE),
 )
 
 
@@ -48,7 +58,7 @@ class PgDatabase:
             datname = str(row["datname"])
             hit, read = row["blks_hit"], row["blks_read"]
             for column, spec in COUNTERS:
-                if row[column] is not None:
+                if row.get(column) is not None:
                     out.append(spec(row[column], datname))
             if hit is None or read is None:
                 continue
