@@ -400,9 +400,14 @@ class Topology:
     redis: ProcServer
 
     def __init__(self, base_dir: Path | None = None, redis_server_binary: str = "redis-server",
-                 pg_bin: Path = PG_BIN):
+                 pg_bin: Path = PG_BIN, *, redis_server_command: Sequence[str] = (),
+                 pgbouncer_command: Sequence[str] = ()):
+        # A command (argv before the config file) wins over the binary: e.g. a Debian 13
+        # build run through its own loader (tests/trixieservers.py).
         self.base_dir = base_dir
         self.redis_server_binary = redis_server_binary
+        self.redis_server_command = list(redis_server_command)
+        self.pgbouncer_command = list(pgbouncer_command)
         self.pg_bin = pg_bin
         self.monitor_password = secrets.token_hex(16)
         self.app_password = secrets.token_hex(16)
@@ -562,18 +567,25 @@ class Topology:
             f"logfile = {self.workdir / 'logs' / 'pgbouncer.log'}\n"
             f"pidfile = {d / 'pgbouncer.pid'}\n"
         )
-        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        command = self.pgbouncer_command or [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"]
         self.pgbouncer = ProcServer(
-            "pgbouncer", HOST, port, argv=[binary, str(ini)], cwd=d,
+            "pgbouncer", HOST, port, argv=[*command, str(ini)], cwd=d,
             log_path=self.workdir / "logs" / "pgbouncer.out", ready=lambda: tcp_accepts(port))
         self._servers.append(self.pgbouncer)
         self.pgbouncer.start()
 
-    def _start_redis(self) -> None:
-        assert self.workdir is not None
+    def redis_command(self) -> list[str]:
+        """The argv that starts this topology's Redis server, before its config file."""
+        if self.redis_server_command:
+            return list(self.redis_server_command)
         binary = shutil.which(self.redis_server_binary)
         if binary is None:
             raise FileNotFoundError(f"redis server binary {self.redis_server_binary!r} not found")
+        return [binary]
+
+    def _start_redis(self) -> None:
+        assert self.workdir is not None
+        command = self.redis_command()
         d = self.workdir / "redis"
         d.mkdir()
         port = free_port()
@@ -595,7 +607,7 @@ class Topology:
         # Runs as the current user: Redis accepts root, and an alternative binary (e.g.
         # Valkey inside a venv) may not be executable by the postgres user.
         self.redis = ProcServer(
-            "redis", HOST, port, argv=[binary, str(conf)], cwd=d,
+            "redis", HOST, port, argv=[*command, str(conf)], cwd=d,
             log_path=self.workdir / "logs" / "redis.log", ready=ready, as_service_user=False)
         self._servers.append(self.redis)
         self.redis.start()
