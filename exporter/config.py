@@ -22,6 +22,7 @@ from pydantic.functional_validators import PlainValidator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.dsn import DsnError, PgDsn, RedisUrl
+from exporter.durations import parse_duration, positive_duration
 
 ENV_CONFIG_PATH = "TIERWATCH_CONFIG"
 
@@ -143,6 +144,17 @@ class Shard(_Frozen):
         return self
 
 
+class Routing(_Frozen):
+    """The read-routing endpoints (/primary, /replica, /read-only, /cluster; docs/routing.md)."""
+
+    # default replica lag limit of /replica and /read-only when a check gives no ?max_lag=
+    max_lag: Annotated[float, PlainValidator(parse_duration)] = 1.0
+    # data older than this is never healthy; None: 3 x the target's poll interval
+    max_staleness: Annotated[float, PlainValidator(positive_duration)] | None = None
+    # serve the routing paths without credentials even when the web-config asks for them
+    without_auth: bool = False
+
+
 class Settings(BaseSettings):
     """Top-level settings; each scalar may be overridden by TIERWATCH_<NAME>
     (nested ones by TIERWATCH_<NAME>__<FIELD>, e.g. TIERWATCH_SHARD__INDEX)."""
@@ -167,6 +179,7 @@ class Settings(BaseSettings):
     # keep /healthz and /readyz reachable without credentials (probes of orchestrators)
     health_without_auth: bool = True
     shard: Shard = Shard()
+    routing: Routing = Routing()
     # more clusters from YAML files (glob patterns), re-read when they change (file_sd style)
     cluster_files: tuple[str, ...] = ()
     cluster_files_refresh: Seconds = 5.0
