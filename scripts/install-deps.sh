@@ -10,6 +10,8 @@ declare -A NEED=(
   [redis-server]=redis-server
   [promtool]=prometheus
   [amtool]=prometheus-alertmanager
+  [etcd]=etcd-server    # the Patroni test cluster's DCS (tests/patroni.py)
+  [etcdctl]=etcd-client
 )
 missing=()
 for bin in "${!NEED[@]}"; do
@@ -17,9 +19,11 @@ for bin in "${!NEED[@]}"; do
 done
 [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
 [ -x "$PG_BIN/pg_basebackup" ] || missing+=(postgresql-client-15)
+# The Patroni venv (scripts/install-patroni.sh) is made with /usr/bin/python3's venv module.
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+  exec "$(dirname "$0")/install-patroni.sh"
 fi
 echo "install-deps: installing ${missing[*]}"
 if [ "$(id -u)" -eq 0 ]; then
@@ -35,3 +39,4 @@ fi
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"$(dirname "$0")/install-patroni.sh"
