@@ -186,6 +186,7 @@ async def run_daemon(settings: Settings, path: Path) -> int:
             settings.listen_host, settings.listen_port, daemon.store, daemon.healthy,
             web=web, web_path=settings.web_config_file,
             health_without_auth=settings.health_without_auth,
+            routing=lambda: daemon.settings.routing,
         )
     except OSError as exc:
         raise ConfigError(

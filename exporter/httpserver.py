@@ -6,13 +6,15 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from exporter import __version__
+from exporter import __version__, routeapi
+from exporter.config import Routing
 from exporter.snapshot import SnapshotStore
 from exporter.webconfig import BasicAuth, WebConfig, ssl_context
 
@@ -26,6 +28,8 @@ LANDING = f"""<!doctype html>
 <li><a href="/metrics">/metrics</a>: the latest poll results</li>
 <li><a href="/healthz">/healthz</a>: the process and its scheduler are alive</li>
 <li><a href="/readyz">/readyz</a>: every target has been polled at least once</li>
+<li>/primary/&lt;cluster&gt;/&lt;target&gt;, /replica/&lt;cluster&gt;/&lt;target&gt;?max_lag=1s,
+/read-only/&lt;cluster&gt;/&lt;target&gt;, /cluster/&lt;cluster&gt;: read routing</li>
 </ul></body></html>
 """.encode()
 
@@ -36,6 +40,7 @@ HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 class _Handler(BaseHTTPRequestHandler):
     store: SnapshotStore
     healthy: Callable[[], bool]
+    routing: Callable[[], Routing]
     auth: BasicAuth | None
     open_paths: frozenset[str]
     extra_headers: dict[str, str]
@@ -46,13 +51,23 @@ class _Handler(BaseHTTPRequestHandler):
     # client's delayed ACK of the headers (40 ms per keep-alive scrape; docs/benchmarks.md)
     disable_nagle_algorithm = True
 
+    def _authorized(self, path: str) -> bool:
+        if self.auth is None or path in self.open_paths:
+            return True
+        if routeapi.is_routing_path(path) and self.routing().without_auth:
+            return True  # load balancers' checks (routing.without_auth)
+        if self.auth.check(self.headers.get("Authorization")):
+            return True
+        self._send(401, b"unauthorized\n", www_authenticate=True)
+        return False
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        needs_auth = self.auth is not None and path not in self.open_paths
-        if needs_auth and not self.auth.check(self.headers.get("Authorization")):  # type: ignore[union-attr]
-            self._send(401, b"unauthorized\n", www_authenticate=True)
+        if not self._authorized(path):
             return
-        if path == "/metrics":
+        if routeapi.is_routing_path(path):
+            self._route()
+        elif path == "/metrics":
             gz = "gzip" in self.headers.get("Accept-Encoding", "")
             body = self.store.body(gzipped=gz)
             self._send(200, body, CONTENT_TYPE_LATEST, gzipped=gz)
@@ -70,13 +85,34 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    def do_OPTIONS(self) -> None:
+        # HAProxy's `option httpchk` sends OPTIONS unless told otherwise: the routing paths
+        # answer it as GET; elsewhere OPTIONS only says which methods there are
+        if routeapi.is_routing_path(self.path.split("?", 1)[0]):
+            self.do_GET()
+        else:
+            self._send(204, b"", allow="GET, HEAD, OPTIONS")
+
+    def _route(self) -> None:
+        try:
+            answer = routeapi.answer(self.path, self.store, self.routing(), time.time())
+        except Exception:  # a bug must not become a 500 or a traceback for the balancer
+            log.exception("routing check %s failed", self.path.split("?", 1)[0][:200])
+            answer = routeapi.Answer(503, b"cannot judge this target: internal error\n")
+        self._send(answer.status, answer.body, answer.content_type, no_store=True)
+
     def _send(
         self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
-        gzipped: bool = False, www_authenticate: bool = False,
+        gzipped: bool = False, www_authenticate: bool = False, no_store: bool = False,
+        allow: str | None = None,
     ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if no_store:  # a routing answer is true now, not after a proxy's cache
+            self.send_header("Cache-Control", "no-store")
+        if allow is not None:
+            self.send_header("Allow", allow)
         if gzipped:
             self.send_header("Content-Encoding", "gzip")
         if www_authenticate:
@@ -121,11 +157,14 @@ class HttpServer:
         web: WebConfig | None = None,
         web_path: Path | None = None,
         health_without_auth: bool = True,
+        routing: Callable[[], Routing] = Routing,
     ) -> None:
+        """`routing` returns the routing settings in force (it follows a SIGHUP reload)."""
         auth = BasicAuth(web.basic_auth_users) if web and web.basic_auth_users else None
         handler = type("Handler", (_Handler,), {
             "store": store,
             "healthy": staticmethod(healthy),
+            "routing": staticmethod(routing),
             "auth": auth,
             "open_paths": HEALTH_PATHS if health_without_auth else frozenset(),
             "extra_headers": dict(web.http_server_config.headers) if web else {},
