@@ -65,9 +65,11 @@ class Browser:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
         log = (self.dir / "chromium.log").open("wb")
-        # a shell puts the two pipe ends on fds 3 and 4 right before exec'ing Chromium
+        # bash moves the two pipe ends to fds 3 and 4 right before exec'ing Chromium (dash
+        # takes single-digit fds only)
+        moves = f"3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-"
         self.proc = subprocess.Popen(
-            ["sh", "-c", f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}', "chromium",
+            ["bash", "-c", f'exec "$@" {moves}', "chromium",
              self.binary, *FLAGS, f"--user-data-dir={self.dir / 'profile'}",
              "--remote-debugging-pipe", "about:blank"],
             pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
