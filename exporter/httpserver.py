@@ -7,31 +7,18 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from exporter import __version__, routeapi
+from exporter import __version__, routeapi, statuspage
 from exporter.config import Routing
 from exporter.snapshot import SnapshotStore
 from exporter.webconfig import BasicAuth, WebConfig, ssl_context
 
 log = logging.getLogger(__name__)
-
-LANDING = f"""<!doctype html>
-<html><head><title>tierwatch</title></head><body>
-<h1>tierwatch {__version__}</h1>
-<p>Watches PostgreSQL, its replicas, PgBouncer and Redis.</p>
-<ul>
-<li><a href="/metrics">/metrics</a>: the latest poll results</li>
-<li><a href="/healthz">/healthz</a>: the process and its scheduler are alive</li>
-<li><a href="/readyz">/readyz</a>: every target has been polled at least once</li>
-<li>/primary/&lt;cluster&gt;/&lt;target&gt;, /replica/&lt;cluster&gt;/&lt;target&gt;?max_lag=1s,
-/read-only/&lt;cluster&gt;/&lt;target&gt;, /cluster/&lt;cluster&gt;: read routing</li>
-</ul></body></html>
-""".encode()
 
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
@@ -78,7 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
             ok = self.store.ready()
             self._send(200 if ok else 503, b"ready\n" if ok else b"not every target polled yet\n")
         elif path == "/":
-            self._send(200, LANDING, "text/html; charset=utf-8")
+            limits = self.routing()
+            page = statuspage.page(self.store, limits.max_lag, limits.max_staleness)
+            self._send(200, page, "text/html; charset=utf-8", headers=statuspage.HEADERS)
         else:
             self._send(404, b"not found\n")
 
@@ -104,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
         gzipped: bool = False, www_authenticate: bool = False, no_store: bool = False,
-        allow: str | None = None,
+        allow: str | None = None, headers: Mapping[str, str] | None = None,
     ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
@@ -113,6 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
         if allow is not None:
             self.send_header("Allow", allow)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if gzipped:
             self.send_header("Content-Encoding", "gzip")
         if www_authenticate:

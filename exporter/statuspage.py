@@ -238,6 +238,11 @@ def render(reports: Iterable[Report], refresh_seconds: float, now: float | None 
         '<nav><a href="/metrics">/metrics</a><a href="/healthz">/healthz</a>'
         '<a href="/readyz">/readyz</a></nav>\n'
         f'<p id="refreshed">Rendered {stamp}.</p>\n{sections}'
+        "<footer><p>Read routing checks, answered from the same data: "
+        "<code>/primary/&lt;cluster&gt;/&lt;target&gt;</code>, "
+        "<code>/replica/&lt;cluster&gt;/&lt;target&gt;?max_lag=1s</code>, "
+        "<code>/read-only/&lt;cluster&gt;/&lt;target&gt;</code>, "
+        "<code>/cluster/&lt;cluster&gt;</code>.</p></footer>\n"
         f"<script>{SCRIPT}</script>\n</body></html>\n"
     ).encode()
 
