@@ -308,12 +308,17 @@ class ProcServer(Server):
         if self._proc is None or self._proc.poll() is not None:
             return
         self._proc.send_signal(signal.SIGCONT)  # a stopped process would never see SIGTERM
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
+        # PgBouncer 1.23+ waits after a first SIGTERM until every client has left; a second
+        # one makes it exit at once, as the first does on 1.18 (and on Redis).
+        for timeout in (1, 10):
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=timeout)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        self._proc.kill()
+        self._proc.wait(timeout=10)
 
 
 @dataclass
