@@ -1,6 +1,7 @@
 """`bench/run` / `make bench`: every figure of docs/benchmarks.md, in one run.
 
-    bench/run [--quick] [--only sidebyside|http|scale] [--out DIR] [--max-load 1.0] [--wait 600]
+    bench/run [--quick] [--only sidebyside|http|scale|statuspage] [--out DIR] [--max-load 1.0]
+              [--wait 600]
 
 Installs what is missing (Debian's peer exporters and wrk with RUNLEVEL=1, PyPI's
 pgbouncer exporter into .venv/peers, py-spy into the venv), waits up to --wait seconds for
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import httpproto, renderbench, scale, sidebyside
+from bench import httpproto, renderbench, scale, sidebyside, statuspage
 from bench.common import REPO, ensure_pypi_bouncer_exporter, ensure_tools, log, wait_for_quiet
 
 GOALS_TEXT = """\
@@ -71,7 +72,7 @@ def goals(side: dict[str, Any] | None, sc: dict[str, Any] | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small and fast (make test)")
-    parser.add_argument("--only", choices=("sidebyside", "http", "scale"))
+    parser.add_argument("--only", choices=("sidebyside", "http", "scale", "statuspage"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--max-load", type=float, default=1.0)
     parser.add_argument("--wait", type=float, default=None,
@@ -101,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "scale"):
         meta["load_scale"] = wait_for_quiet(args.max_load, wait)
         sc = scale.run(quick=args.quick, out_dir=out, levels=args.levels)
-    summary = {"meta": meta, "goals": goals(side, sc)}
+    page = None
+    if args.only in (None, "statuspage"):
+        meta["load_statuspage"] = wait_for_quiet(args.max_load, wait)
+        page = statuspage.run(quick=args.quick, out_dir=out)
+    summary = {"meta": meta, "goals": goals(side, sc)
+               + ([statuspage.goal_line(page)] if page else [])}
     out.mkdir(parents=True, exist_ok=True)
     name = "summary" + (f"-{args.only}" if args.only else "") + ("-quick" if args.quick else "")
     (out / f"{name}.json").write_text(
@@ -130,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         print(scale.table(sc))
         print(f"\nRSS growth per target: {sc.get('rss_per_target_kb', float('nan')):.1f} KiB; "
               f"largest count with every poll on time: {sc.get('largest_all_on_time')}\n")
+    if page:
+        print("## The status page at /\n")
+        print(statuspage.table(page))
+        print()
     print(GOALS_TEXT)
     print("\n".join(summary["goals"]))
     return 0

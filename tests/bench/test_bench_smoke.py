@@ -23,7 +23,7 @@ def test_quick_bench_produces_every_figure(tmp_path) -> None:  # type: ignore[no
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     for heading in ("## Side by side", "## The HTTP server alone", "## Scale",
-                    "Goals (issue 8)"):
+                    "## The status page at /", "Goals (issue 8)"):
         assert heading in out, out
 
     side = json.loads((tmp_path / "sidebyside-quick.json").read_text())
@@ -49,6 +49,10 @@ def test_quick_bench_produces_every_figure(tmp_path) -> None:  # type: ignore[no
     assert level["polls"] > 0 and 0 <= level["on_time_rate"] <= 1
     assert level["rss_mb"] > 0 and level["metrics_bytes"] > 0
     assert "samples" in level["profile"] or "error" in level["profile"]
+
+    page = json.loads((tmp_path / "statuspage-quick.json").read_text())
+    assert [r["targets"] for r in page["rows"]] == [4, 100]
+    assert all(r["http"]["n"] > 0 and r["http"]["bytes"] > 0 for r in page["rows"])
 
     summary = json.loads((tmp_path / "summary-quick.json").read_text())
     assert summary["goals"], "no goal was judged"
