@@ -12,6 +12,7 @@ declare -A NEED=(
   [amtool]=prometheus-alertmanager
   [etcd]=etcd-server    # the Patroni test cluster's DCS (tests/patroni.py)
   [etcdctl]=etcd-client
+  [chromium]=chromium   # the status page's browser test (tests/browser.py)
 )
 missing=()
 for bin in "${!NEED[@]}"; do
