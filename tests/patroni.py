@@ -223,19 +223,20 @@ class PatroniCluster:
     def _write_post_bootstrap(self) -> None:
         """The monitor role and a table to write to, made once by the bootstrapping member.
 
-        Patroni runs the script with a superuser conninfo as its last argument."""
+        Patroni runs the script with a superuser conninfo as its last argument. The role's
+        part is the script docs/patroni.md shows (psql quotes the password itself)."""
         assert self.workdir is not None
-        sql_file = self.workdir / "post_bootstrap.sql"
-        sql_file.write_text(
-            f"CREATE ROLE monitor LOGIN PASSWORD '{self.monitor_password}' IN ROLE pg_monitor;\n"
-            "CREATE TABLE public.ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now());\n"
-        )
-        _own(sql_file, 0o600)
+        password = self.workdir / "post_bootstrap.password"
+        password.write_text(self.monitor_password)
+        _own(password, 0o600)
+        psql = f'"{self.pg_bin / "psql"}" -X -q -v ON_ERROR_STOP=1'
         script = self.workdir / "post_bootstrap.sh"
         script.write_text(
-            "#!/bin/sh\nset -e\nfor conninfo; do :; done\n"
-            f'exec "{self.pg_bin / "psql"}" -X -q -v ON_ERROR_STOP=1 -f "{sql_file}" '
-            '"$conninfo"\n'
+            "#!/bin/sh\nset -e\nfor conninfo; do :; done   # the last argument\n"
+            """echo "CREATE ROLE monitor LOGIN PASSWORD :'pw' IN ROLE pg_monitor;" |\n"""
+            f'  {psql} -v pw="$(cat {password})" -d "$conninfo"\n'
+            f'{psql} -d "$conninfo" -c "CREATE TABLE public.ticks '
+            '(id bigserial PRIMARY KEY, at timestamptz DEFAULT now())"\n'
         )
         _own(script, 0o700)
 
