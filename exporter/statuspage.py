@@ -112,6 +112,7 @@ SCRIPT = """"use strict";
 STYLE = """body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#111}
 table{border-collapse:collapse;margin-bottom:1.5em}
 th,td{border-bottom:1px solid #ccc;padding:.3em .7em;text-align:left;vertical-align:top}
+th,td{white-space:nowrap}td[data-field=detail],td[data-field=reason]{white-space:normal}
 tr.ok td[data-field=state]{color:#065f15}tr.warn td[data-field=state]{color:#8a5a00}
 tr.down td[data-field=state]{color:#b00020;font-weight:bold}
 body.failing #refreshed{color:#b00020;font-weight:bold}nav a{margin-right:1em}

@@ -9,6 +9,7 @@ port, no Python package beyond the standard library. Each page is a target attac
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -64,22 +65,31 @@ class Browser:
     def start(self) -> Self:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-        log = (self.dir / "chromium.log").open("wb")
-        # bash moves the two pipe ends to fds 3 and 4 right before exec'ing Chromium (dash
-        # takes single-digit fds only)
-        moves = f"3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-"
-        self.proc = subprocess.Popen(
-            ["bash", "-c", f'exec "$@" {moves}', "chromium",
-             self.binary, *FLAGS, f"--user-data-dir={self.dir / 'profile'}",
-             "--remote-debugging-pipe", "about:blank"],
-            pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        # the child's ends go above fd 9, so that moving them onto 3 and 4 cannot overwrite
+        # one with the other (bash does the move right before exec'ing Chromium)
+        child_r, child_w = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+                            for fd in (to_browser_r, from_browser_w))
         os.close(to_browser_r)
         os.close(from_browser_w)
+        moves = f"3<&{child_r} 4>&{child_w} {child_r}<&- {child_w}>&-"
+        try:
+            with (self.dir / "chromium.log").open("wb") as log:
+                self.proc = subprocess.Popen(
+                    ["bash", "-c", f'exec "$@" {moves}', "chromium",
+                     self.binary, *FLAGS, f"--user-data-dir={self.dir / 'profile'}",
+                     "--remote-debugging-pipe", "about:blank"],
+                    pass_fds=(child_r, child_w), stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            os.close(child_r)
+            os.close(child_w)
         self._reader = threading.Thread(target=self._read, name="chromium-reader", daemon=True)
         self._reader.start()
-        self.call("Browser.getVersion")
+        try:
+            self.call("Browser.getVersion")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -87,7 +97,7 @@ class Browser:
             try:
                 self.call("Browser.close", timeout=5)
                 self.proc.wait(5)
-            except (BrowserError, subprocess.TimeoutExpired):
+            except (BrowserError, OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
         os.close(self._to_browser)
