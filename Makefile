@@ -22,6 +22,7 @@ demo: deps venv
 
 lint: venv
 	$(BIN)/ruff check exporter tests scripts bench
+	$(BIN)/mypy --strict exporter
 
 # CI runs this: everything, including the container image built and smoke-tested with podman
 test: deps venv lint

@@ -92,13 +92,12 @@ def fast_render(snapshots: Iterable[TargetSnapshot], daemon: Iterable[Metric] = 
 
 
 async def _poll_once(config_text: str) -> list[TargetSnapshot]:
-    from exporter.cluster import ClusterState
+    from exporter.clusterstate import ClusterState
     from exporter.config import Settings, all_targets
     from exporter.poller import TargetPoller
 
     settings = Settings(**yaml.safe_load(config_text))
-    clusters = {cl.name: ClusterState(cl.name, tuple(t.name for t in cl.postgres))
-                for cl in settings.clusters}
+    clusters = {cl.name: ClusterState(cl.name) for cl in settings.clusters}
     pollers = [TargetPoller(clusters[cl.name], t, settings) for cl, t in all_targets(settings)]
     for p in pollers:
         await p.open()

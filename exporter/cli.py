@@ -10,8 +10,7 @@ import urllib.error
 import urllib.request
 
 from exporter import __version__
-from exporter.cluster import ClusterState
-from exporter.config import ConfigError, Settings, all_targets, config_path, load_settings
+from exporter.config import ConfigError, Settings, config_path, load_settings
 from exporter.secrets import ScrubbingFilter
 
 EXIT_OK, EXIT_DOWN, EXIT_USAGE = 0, 1, 2
@@ -89,19 +88,16 @@ def _health(settings: Settings) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from exporter.discovery import ClusterFiles, effective_settings
+    from exporter.clusterstate import ClusterState
+    from exporter.inventory import Inventory
     from exporter.poller import TargetPoller
     from exporter.render import render
 
-    files = ClusterFiles(settings.cluster_files) if settings.cluster_files else None
-    if files is not None:
-        files.refresh()
-    settings = effective_settings(settings, files)
-
-    clusters = {
-        c.name: ClusterState(c.name, tuple(t.name for t in c.postgres)) for c in settings.clusters
-    }
-    pollers = [TargetPoller(clusters[c.name], t, settings) for c, t in all_targets(settings)]
+    inventory = Inventory(settings)
+    inventory.refresh()
+    watched = inventory.targets()
+    clusters = {w.cluster: ClusterState(w.cluster) for w in watched}
+    pollers = [TargetPoller(clusters[w.cluster], w.config, settings) for w in watched]
     for poller in pollers:
         await poller.open()
     try:
@@ -113,9 +109,9 @@ async def _check(settings: Settings) -> int:
     sys.stdout.write(render(snapshots).decode())
     sys.stdout.flush()
     for snap in snapshots:
-        ms = snap.poll_duration.sum * 1000
         state = "up" if snap.up else f"DOWN: {snap.error}"
-        print(f"{snap.target} ({snap.target.kind}): {state} [{ms:.0f} ms]", file=sys.stderr)
+        print(f"{snap.target} ({snap.target.kind}): {state} [{snap.duration * 1000:.0f} ms]",
+              file=sys.stderr)
     return EXIT_OK if all(s.up for s in snapshots) else EXIT_DOWN
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from exporter.dsn import DsnError, PgDsn, RedisUrl
 from exporter.durations import parse_duration, positive_duration
+from exporter.model import Kind
 
 ENV_CONFIG_PATH = "TIERWATCH_CONFIG"
 
@@ -67,6 +68,7 @@ class _Frozen(BaseModel):
 
 
 class _Target(_Frozen):
+    kind: ClassVar[Kind]
     name: Annotated[str, Field(min_length=1, max_length=200)]
     password_file: Path | None = None
     poll_interval: Seconds | None = None
@@ -83,32 +85,43 @@ class _Target(_Frozen):
                 raise ValueError(f"{path} is not UTF-8 text") from None
         return path
 
-    def file_password(self) -> str | None:
-        """The password_file's content, read fresh so rotated secrets apply on reconnect."""
-        if self.password_file is None:
-            return None
-        return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-
-
-class PostgresTarget(_Target):
-    dsn: PgDsnField
+    def address(self) -> PgDsn | RedisUrl:
+        raise NotImplementedError
 
     def password(self) -> str | None:
-        return self.file_password() or self.dsn.password
+        """The password_file's content, read fresh at every call so that a rotated secret
+        applies at the next (re)connect; else the password in the DSN or URL."""
+        if self.password_file is not None:
+            text = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            if text:
+                return text
+        return self.address().password
 
 
-class PgbouncerTarget(_Target):
+class _SqlTarget(_Target):
     dsn: PgDsnField
 
-    def password(self) -> str | None:
-        return self.file_password() or self.dsn.password
+    def address(self) -> PgDsn:
+        return self.dsn
+
+
+class PostgresTarget(_SqlTarget):
+    kind: ClassVar[Kind] = Kind.POSTGRES
+
+
+class PgbouncerTarget(_SqlTarget):
+    kind: ClassVar[Kind] = Kind.PGBOUNCER
 
 
 class RedisTarget(_Target):
+    kind: ClassVar[Kind] = Kind.REDIS
     url: RedisUrlField
 
-    def password(self) -> str | None:
-        return self.file_password() or self.url.password
+    def address(self) -> RedisUrl:
+        return self.url
+
+
+AnyTarget = PostgresTarget | PgbouncerTarget | RedisTarget
 
 
 class Cluster(_Frozen):
@@ -116,6 +129,9 @@ class Cluster(_Frozen):
     postgres: tuple[PostgresTarget, ...] = ()
     pgbouncer: tuple[PgbouncerTarget, ...] = ()
     redis: tuple[RedisTarget, ...] = ()
+
+    def targets(self) -> tuple[AnyTarget, ...]:
+        return (*self.postgres, *self.pgbouncer, *self.redis)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Cluster:
@@ -315,12 +331,5 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: {type(exc).__name__}: invalid settings") from None
 
 
-AnyTarget = PostgresTarget | PgbouncerTarget | RedisTarget
-
-
 def all_targets(settings: Settings) -> list[tuple[Cluster, AnyTarget]]:
-    return [
-        (cluster, target)
-        for cluster in settings.clusters
-        for target in (*cluster.postgres, *cluster.pgbouncer, *cluster.redis)
-    ]
+    return [(cluster, target) for cluster in settings.clusters for target in cluster.targets()]

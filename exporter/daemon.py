@@ -6,16 +6,15 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from exporter import catalogue as c
-from exporter.cluster import ClusterState
-from exporter.config import ConfigError, Settings, all_targets, load_settings
-from exporter.discovery import ClusterFiles, effective_settings
+from exporter.clusterstate import ClusterState
+from exporter.config import ConfigError, Settings, load_settings
 from exporter.httpserver import HttpServer
+from exporter.inventory import Inventory, Watched
 from exporter.model import TargetId
-from exporter.poller import TargetPoller, kind_of
+from exporter.poller import TargetPoller
 from exporter.render import render
 from exporter.scheduler import PollScheduler
 from exporter.snapshot import SnapshotStore, TargetSnapshot
@@ -26,10 +25,10 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 1.0
 
 
-def _signature(settings: Settings, poller_config: object) -> tuple[object, ...]:
+def _signature(settings: Settings, watched: Watched) -> tuple[object, ...]:
     """What a poller depends on: a reload keeps a poller whose signature did not change."""
     return (
-        poller_config,
+        watched.config,
         settings.poll_interval,
         settings.poll_timeout,
         settings.poll_jitter,
@@ -41,9 +40,7 @@ def _signature(settings: Settings, poller_config: object) -> tuple[object, ...]:
 
 class Daemon:
     def __init__(self, settings: Settings) -> None:
-        self.base = settings  # as loaded; `settings` adds discovered clusters and the shard
-        self.settings = settings
-        self.files = ClusterFiles(settings.cluster_files) if settings.cluster_files else None
+        self.inventory = Inventory(settings)
         self._discovery_task: asyncio.Task[None] | None = None
         self.store = SnapshotStore(render)
         self.scheduler = PollScheduler()
@@ -53,6 +50,10 @@ class Daemon:
         self._heartbeat = time.monotonic()
         self._heartbeat_task: asyncio.Task[None] | None = None
 
+    @property
+    def settings(self) -> Settings:
+        return self.inventory.settings
+
     def healthy(self) -> bool:
         # read from HTTP threads: both are plain attribute reads
         fresh = time.monotonic() - self._heartbeat < 10 * HEARTBEAT_SECONDS
@@ -61,79 +62,63 @@ class Daemon:
     async def start(self) -> None:
         self.scheduler.start()
         self._heartbeat_task = asyncio.create_task(self._beat(), name="heartbeat")
-        if self.files is not None:
-            self.files.refresh()
-        await self.apply(effective_settings(self.base, self.files), initial=True)
+        await asyncio.to_thread(self.inventory.refresh)
+        await self.apply(initial=True)
         self._discovery_task = asyncio.create_task(self._discover(), name="cluster files")
 
     async def reload(self, settings: Settings) -> None:
         """A new settings file (SIGHUP): re-apply with the discovered clusters."""
-        self.base = settings
-        if settings.cluster_files != (self.files.patterns if self.files else ()):
-            self.files = ClusterFiles(settings.cluster_files) if settings.cluster_files else None
-        if self.files is not None:
-            self.files.refresh()
-        await self.apply(effective_settings(settings, self.files))
+        self.inventory.reconfigure(settings)
+        await asyncio.to_thread(self.inventory.refresh)
+        await self.apply()
 
     async def _discover(self) -> None:
         while True:
-            await asyncio.sleep(self.base.cluster_files_refresh)
-            files = self.files
-            # apply() with unchanged clusters keeps every poller; it republishes
-            # tierwatch_cluster_file_valid, so the exposition is re-rendered only on a change
-            if files is not None and files.refresh():
-                await self.apply(effective_settings(self.base, files))
-
-    def _publish_daemon_metrics(self) -> None:
-        metrics = [c.SHARD_INFO(1, str(self.base.shard.index), str(self.base.shard.count))]
-        if self.files is not None:
-            errors = self.files.errors()
-            for path in self.files.paths():
-                metrics.append(c.CLUSTER_FILE_VALID(0 if path in errors else 1, path))
-        self.store.set_daemon_metrics(metrics)
+            await asyncio.sleep(self.settings.cluster_files_refresh)
+            # file reads run off the event loop: a slow disk must not delay a poll
+            if await asyncio.to_thread(self.inventory.refresh):
+                await self.apply()
 
     async def _beat(self) -> None:
         while True:
             self._heartbeat = time.monotonic()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
-    async def apply(self, settings: Settings, initial: bool = False) -> None:
-        """Make the running pollers match `settings`; unchanged targets keep pool and data."""
-        wanted: dict[TargetId, tuple[object, ...]] = {}
-        configs = {}
-        for cluster, target in all_targets(settings):
-            poller_id = TargetId(cluster.name, target.name, kind_of(target))
-            wanted[poller_id] = _signature(settings, target)
-            configs[poller_id] = (cluster, target)
+    async def apply(self, initial: bool = False) -> None:
+        """Make the running pollers match the inventory; unchanged targets keep pool and data."""
+        settings = self.settings
+        watched = {w.id: w for w in self.inventory.targets()}
+        wanted = {target_id: _signature(settings, w) for target_id, w in watched.items()}
         removed = [t for t in self.pollers if self._signatures.get(t) != wanted.get(t)]
         for target_id in removed:
             await self._remove(target_id)
-        self.settings = settings
-        for cluster in settings.clusters:
-            names = tuple(t.name for t in cluster.postgres)
-            state = self.clusters.get(cluster.name)
-            if state is None:
-                self.clusters[cluster.name] = ClusterState(cluster.name, names)
-            else:
-                state.postgres_targets = names
-        configured = {cluster.name for cluster in settings.clusters}
-        for name in [n for n in self.clusters if n not in configured]:
-            del self.clusters[name]
+        self._update_clusters(watched.values())
         self.store.expect(wanted)
-        self._publish_daemon_metrics()
+        self.store.set_daemon_metrics(self.inventory.daemon_metrics())
         added = [t for t in wanted if t not in self.pollers]
         for target_id in added:
-            cluster, target = configs[target_id]
-            poller = TargetPoller(self.clusters[cluster.name], target, settings)
-            self.pollers[target_id] = poller
-            self._signatures[target_id] = wanted[target_id]
-            await poller.open()
-            self.scheduler.add(str(target_id), self._job(poller), poller.interval, poller.jitter)
+            await self._add(watched[target_id], wanted[target_id], settings)
         if not initial:
             log.info(
                 "configuration reloaded: %d targets (%d added, %d removed)",
                 len(wanted), len(added), len([t for t in removed if t not in wanted]),
             )
+
+    def _update_clusters(self, watched: Iterable[Watched]) -> None:
+        names = {w.cluster for w in watched}
+        for name in names - set(self.clusters):
+            self.clusters[name] = ClusterState(name)
+        for name in set(self.clusters) - names:
+            del self.clusters[name]
+
+    async def _add(
+        self, watched: Watched, signature: tuple[object, ...], settings: Settings
+    ) -> None:
+        poller = TargetPoller(self.clusters[watched.cluster], watched.config, settings)
+        self.pollers[poller.id] = poller
+        self._signatures[poller.id] = signature
+        await poller.open()
+        self.scheduler.add(str(poller.id), self._job(poller), poller.interval, poller.jitter)
 
     def _job(self, poller: TargetPoller) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -167,8 +152,6 @@ class Daemon:
         self.pollers.clear()
 
 
-
-
 async def run_daemon(settings: Settings, path: Path) -> int:
     """Runs until SIGTERM or SIGINT; SIGHUP re-reads `path`. Returns the exit code."""
     loop = asyncio.get_running_loop()
@@ -195,7 +178,7 @@ async def run_daemon(settings: Settings, path: Path) -> int:
     http.start()
     host, port = http.address
     log.info("tierwatch listening on %s://%s:%d/metrics, %d targets",
-             http.scheme, host, port, len(all_targets(settings)))
+             http.scheme, host, port, len(daemon.inventory.targets()))
     await daemon.start()
     try:
         while not stop.is_set():
@@ -207,7 +190,8 @@ async def run_daemon(settings: Settings, path: Path) -> int:
             if reload_requested.is_set() and not stop.is_set():
                 reload_requested.clear()
                 try:
-                    new = load_settings(path)
+                    # off the event loop: a slow disk or a FIFO must not delay a poll
+                    new = await asyncio.to_thread(load_settings, path)
                 except ConfigError as exc:
                     log.error("reload refused, keeping the running configuration: %s", exc)
                     continue

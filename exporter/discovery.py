@@ -16,8 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from exporter.config import Cluster, ConfigError, Settings, _first_error, yaml_error
-from exporter.sharding import select
+from exporter.config import Cluster, ConfigError, _first_error, yaml_error
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +101,3 @@ class ClusterFiles:
 
     def errors(self) -> dict[str, str]:
         return {p: s.error for p, s in self._files.items() if s.error}
-
-
-def effective_settings(settings: Settings, files: ClusterFiles | None) -> Settings:
-    """The static clusters plus the discovered ones, limited to this process's shard."""
-    clusters = list(settings.clusters)
-    names = {c.name for c in clusters}
-    for cluster in files.clusters() if files else ():
-        if cluster.name in names:
-            log.error("cluster %r from a cluster file is already defined: skipped", cluster.name)
-            continue
-        names.add(cluster.name)
-        clusters.append(cluster)
-    return settings.model_copy(update={"clusters": select(clusters, settings.shard)})

@@ -1,14 +1,17 @@
-"""Plain value types shared by the config, the collectors, the poller and the renderer."""
+"""Plain value types shared by the config, the sources, the collectors and the renderer."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from exporter.catalogue import MetricSpec
+    from exporter.replication import Observation, ReplicationView
+
+ObservationT = TypeVar("ObservationT")
 
 
 class Kind(StrEnum):
@@ -43,42 +46,12 @@ class Metric:
     value: float
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
-    """A value a collector learned that other polls need but that is not exported.
-
-    Example: the primary's current WAL position, which replica lag is computed from.
-    Facts live in the target's snapshot and reach other targets via `ClusterView`.
-    """
-
-    key: str
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class WalPoint:
-    """The primary's WAL insert position (bytes) at a wall-clock time (unix seconds)."""
-
-    time: float
-    lsn: float
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterView:
-    """Read-only facts about the other targets of the same cluster, as of the last polls."""
-
-    name: str
-    # target name -> that target's latest facts (successful polls only)
-    facts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # the primary's WAL positions over the last minutes, oldest first
-    primary_wal: tuple[WalPoint, ...] = ()
-    # the postgres target that most recently reported itself as primary
-    primary_target: str | None = None
-    # seconds between the primary's last two polls (None until it was polled twice); with
-    # primary_wal[-1].time it tells a reader whether the primary's position is still fresh
-    primary_interval: float | None = None
-    # names of the cluster's postgres targets
-    postgres_targets: tuple[str, ...] = ()
+def find(observations: tuple[Observation, ...], kind: type[ObservationT]) -> ObservationT | None:
+    """The observation of type `kind` among `observations`, if there is one."""
+    for item in observations:
+        if isinstance(item, kind):
+            return item
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +65,9 @@ class PollContext:
     # (family name, label values) -> value from the previous successful poll of this target
     previous: Mapping[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     previous_time: float | None = None
-    cluster: ClusterView | None = None
+    # what the previous successful poll of this target observed (e.g. Redis's run_id)
+    previous_observed: tuple[Observation, ...] = ()
+    replication: ReplicationView | None = None  # the cluster's other targets, as last polled
 
     def previous_value(self, spec: MetricSpec, *labels: str) -> float | None:
         return self.previous.get((spec.name, labels))

@@ -5,24 +5,16 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING
+
+from prometheus_client.samples import Sample
 
 from exporter.model import Metric, TargetId
 
-POLL_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Histogram:
-    """Cumulative bucket counts (aligned with POLL_BUCKETS), sum and count."""
-
-    buckets: tuple[int, ...]
-    sum: float
-    count: int
+if TYPE_CHECKING:
+    from exporter.replication import Observation
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +26,12 @@ class TargetSnapshot:
     polled_at: float
     metrics: tuple[Metric, ...]  # data series of the collectors; empty when down
     daemon_metrics: tuple[Metric, ...]  # up, errors, last success, pool: always present
-    poll_duration: Histogram
-    facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # the poll-duration histogram's samples (selfmetrics.PollStats), labels added at render
+    poll_duration: tuple[Sample, ...] = ()
+    observed: tuple[Observation, ...] = ()  # what other polls need (replication.py)
     error: str | None = None  # one redacted line, for logs and `check`
     interval: float = 0.0  # the target's poll interval in seconds
+    duration: float = 0.0  # wall time of this poll in seconds
 
     def values(self) -> dict[tuple[str, tuple[str, ...]], float]:
         return {(m.spec.name, m.labels): m.value for m in self.metrics}

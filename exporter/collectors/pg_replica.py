@@ -9,10 +9,9 @@ import psycopg
 import psycopg.conninfo
 
 from exporter import catalogue as c
-from exporter.cluster import replay_delay
 from exporter.collectors.base import Output, Row
-from exporter.collectors.pg_replication import FACT_APPLICATION, FACT_SLOT
-from exporter.model import Fact, PollContext, Role, WalPoint
+from exporter.model import PollContext, Role
+from exporter.replication import ReceiverIdentity, WalPoint, replay_delay
 
 # pg_stat_wal_receiver has one row while a WAL receiver runs and none otherwise, hence the
 # outer join. Its conninfo is shown (password obfuscated) to pg_read_all_stats, which
@@ -25,7 +24,6 @@ REPLICA_SQL = """SELECT pg_is_in_recovery() AS in_recovery,
   extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
     AS replay_timestamp_age,
   w.status AS receiver_status, w.slot_name AS receiver_slot, w.conninfo AS receiver_conninfo,
-  w.sender_host, w.sender_port,
   current_setting('primary_slot_name', true) AS primary_slot_name,
   current_setting('cluster_name', true) AS cluster_name
 FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver w ON true"""
@@ -59,7 +57,7 @@ def receiver_application_name(row: Row) -> str | None:
 
 def fresh_primary_wal(ctx: PollContext) -> tuple[WalPoint, ...]:
     """The cluster primary's WAL history if it is current, else () (replica view only)."""
-    cluster = ctx.cluster
+    cluster = ctx.replication
     if cluster is None or not cluster.primary_wal or cluster.primary_target == ctx.target.target:
         return ()
     interval = cluster.primary_interval
@@ -108,14 +106,13 @@ class PgReplica:
         ]
         # who this replica is to its primary: pg_replication matches walsenders by these
         slot = row.get("receiver_slot") or row.get("primary_slot_name")
-        if slot:
-            out.append(Fact(FACT_SLOT, str(slot)))
         app = receiver_application_name(row)
-        if app:
-            out.append(Fact(FACT_APPLICATION, app))
-        if row.get("sender_host"):
-            out.append(Fact("wal_receiver_sender", f"{row['sender_host']}:{row['sender_port']}"))
+        if slot or app:
+            out.append(ReceiverIdentity(str(slot) if slot else None, app))
+        out.extend(self._lag(row, ctx))
+        return out
 
+    def _lag(self, row: Row, ctx: PollContext) -> Output:
         replay = row["replay_lsn"]
         history = fresh_primary_wal(ctx) if replay is not None else ()
         if history:
@@ -128,7 +125,7 @@ class PgReplica:
             lag_bytes: float | None = max(0.0, primary - replay)
         else:
             seconds, lag_bytes = own_view_lag(row)
-        out.append(c.PG_REPLICA_LAG_FROM_PRIMARY(1 if history else 0))
+        out: Output = [c.PG_REPLICA_LAG_FROM_PRIMARY(1 if history else 0)]
         if seconds is not None:
             out.append(c.PG_REPLICA_LAG_SECONDS(seconds))
         if lag_bytes is not None:

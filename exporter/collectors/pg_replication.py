@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from exporter import catalogue as c
-from exporter.collectors.base import Output, Row
+from exporter.collectors.base import Column, Output, Row
 from exporter.model import PollContext, Role
+from exporter.replication import ReceiverIdentity
 
 # Byte lag is computed against the same pg_current_wal_lsn() the status query reads. On a
 # replica (cascading walsenders) the current LSN is undefined: NULL there, never an error.
@@ -27,26 +28,22 @@ CROSS JOIN (SELECT CASE WHEN pg_is_in_recovery() THEN NULL
 LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid
 ORDER BY r.pid"""
 
-# stage -> (byte lag column, lag seconds column or None). The lag columns are NULL once the
-# replica has caught up and the primary is idle (about 10 s after the last write), so a
-# stage reads 0 s exactly when its byte lag is 0; with bytes behind and no measurement
-# yet, the seconds series is left out rather than invented.
-STAGES = (
-    ("sent", "sent_lag_bytes", None),
-    ("write", "write_lag_bytes", "write_lag_seconds"),
-    ("flush", "flush_lag_bytes", "flush_lag_seconds"),
-    ("replay", "replay_lag_bytes", "replay_lag_seconds"),
-)
-
-# facts a replica's pg_replica collector reports about its own WAL receiver
-FACT_SLOT = "wal_receiver_slot"
-FACT_APPLICATION = "wal_receiver_application_name"
+# The lag columns are NULL once the replica has caught up and the primary is idle (about
+# 10 s after the last write), so a stage reads 0 s exactly when its byte lag is 0; with bytes
+# behind and no measurement yet, the seconds series is left out rather than invented.
+STAGES = ("sent", "write", "flush", "replay")
+LAG_BYTES = {stage: Column.of(f"{stage}_lag_bytes", c.PG_REPLICATION_LAG_BYTES, 1.0, stage)
+             for stage in STAGES}
+LAG_SECONDS = {stage: Column.of(f"{stage}_lag_seconds", c.PG_REPLICATION_LAG_SECONDS, 1.0, stage)
+               for stage in STAGES if stage != "sent"}  # pg_stat_replication has no sent_lag
 
 
-def _unique_owner(
-    facts: Mapping[str, Mapping[str, Any]], key: str, value: object
-) -> str | None:
-    owners = [target for target, f in facts.items() if value and f.get(key) == value]
+def _unique_owner(receivers: Mapping[str, ReceiverIdentity], value: str | None,
+                  slot: bool) -> str | None:
+    if not value:
+        return None
+    owners = [target for target, who in receivers.items()
+              if (who.slot if slot else who.application_name) == value]
     return owners[0] if len(owners) == 1 else None
 
 
@@ -56,19 +53,18 @@ def replica_names(rows: Sequence[Row], ctx: PollContext) -> list[str]:
     application_name. Rows that would share a label (two walsenders for one name during a
     reconnect, or replicas all called "walreceiver") keep it for the first streaming row;
     the others get "<name>#<pid>" so no series is ever duplicated."""
-    cluster = ctx.cluster
-    facts: dict[str, Mapping[str, Any]] = {}
-    if cluster is not None:
-        facts = {
-            target: f for target, f in cluster.facts.items()
-            if target != ctx.target.target and target in cluster.postgres_targets
-        }
+    view = ctx.replication
+    receivers: dict[str, ReceiverIdentity] = {}
+    if view is not None:
+        receivers = {target: who for target, who in view.receivers.items()
+                     if target != ctx.target.target}
     names = []
     for row in rows:
         app = str(row.get("application_name") or "")
+        slot = row.get("slot_name")
         name = (
-            _unique_owner(facts, FACT_SLOT, row.get("slot_name"))
-            or _unique_owner(facts, FACT_APPLICATION, app)
+            _unique_owner(receivers, str(slot) if slot else None, slot=True)
+            or _unique_owner(receivers, app, slot=False)
             or app
         )
         names.append(name)
@@ -79,6 +75,23 @@ def replica_names(rows: Sequence[Row], ctx: PollContext) -> list[str]:
             names[i] = f"{names[i]}#{rows[i].get('pid')}"
         taken.add(names[i])
     return names
+
+
+def stage_lags(row: Row, replica: str) -> Output:
+    out: Output = []
+    for stage in STAGES:
+        lag_bytes = LAG_BYTES[stage].read(row)
+        if lag_bytes is None:
+            continue  # e.g. a walsender still in startup or backup
+        lag_bytes = max(0.0, lag_bytes)
+        out.append(c.PG_REPLICATION_LAG_BYTES(lag_bytes, replica, stage))
+        seconds_column = LAG_SECONDS.get(stage)
+        if seconds_column is None:
+            continue
+        seconds = 0.0 if lag_bytes == 0 else seconds_column.read(row)
+        if seconds is not None:
+            out.append(c.PG_REPLICATION_LAG_SECONDS(seconds, replica, stage))
+    return out
 
 
 class PgReplication:
@@ -94,17 +107,5 @@ class PgReplication:
             c.PG_REPLICAS_STREAMING(sum(1 for r in rows if r["state"] == "streaming")),
         ]
         for row, replica in zip(rows, replica_names(rows, ctx), strict=True):
-            for stage, bytes_column, seconds_column in STAGES:
-                lag_bytes = row[bytes_column]
-                if lag_bytes is None:
-                    continue  # e.g. a walsender still in startup or backup
-                lag_bytes = max(0.0, float(lag_bytes))
-                out.append(c.PG_REPLICATION_LAG_BYTES(lag_bytes, replica, stage))
-                if seconds_column is None:
-                    continue
-                seconds = row[seconds_column]
-                if lag_bytes == 0:
-                    seconds = 0.0
-                if seconds is not None:
-                    out.append(c.PG_REPLICATION_LAG_SECONDS(seconds, replica, stage))
+            out.extend(stage_lags(row, replica))
         return out

@@ -8,7 +8,8 @@ from typing import ClassVar
 
 from exporter import catalogue as c
 from exporter.collectors.base import ALL_ROLES, Output, Row
-from exporter.model import Fact, PollContext, Role
+from exporter.model import PollContext, Role
+from exporter.replication import ServerPosition
 
 # The poller reads the role from this query's row before any other collector parses, so the
 # whole poll still costs one round trip. pg_current_wal_lsn() raises on a replica and
@@ -49,12 +50,12 @@ class PgStatus:
         ]
         if ctx.server_version:  # from the connection's startup, no query
             out.append(c.PG_SERVER_INFO(1, version_text(ctx.server_version)))
-        # the role, for ClusterState: a primary that comes back in recovery was demoted
-        out.append(Fact("in_recovery", bool(row["in_recovery"])))
-        if row["current_wal_bytes"] is not None:
-            # the primary's position: ClusterState dates replica replay positions with it
-            out.append(Fact("current_wal_bytes", float(row["current_wal_bytes"])))
-        position = row["current_wal_bytes"]
+        # the role and the primary's position: replica replay positions are dated with it,
+        # and a primary that comes back in recovery was demoted
+        current = row["current_wal_bytes"]
+        out.append(ServerPosition(bool(row["in_recovery"]),
+                                  float(current) if current is not None else None))
+        position = current
         if position is None:
             position = row.get("replay_wal_bytes")
         if position is not None:

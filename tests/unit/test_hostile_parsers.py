@@ -28,15 +28,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis._parsers.helpers import parse_info
 
 from exporter import catalogue as c
-from exporter import poller as poller_module
-from exporter.cluster import ClusterState
+from exporter.clusterstate import ClusterState
 from exporter.collectors import PGBOUNCER_COLLECTORS, POSTGRES_COLLECTORS, REDIS_COLLECTORS
 from exporter.collectors.pg_status import STATUS_SQL
 from exporter.config import Settings
-from exporter.model import Fact, Kind, Metric, PollContext, Role, TargetId
-from exporter.poller import TargetPoller, _guard
+from exporter.model import Kind, Metric, PollContext, Role, TargetId
+from exporter.poller import TargetPoller
 from exporter.render import render
+from exporter.replication import Observation
 from exporter.snapshot import TargetSnapshot
+from exporter.sources import postgres as postgres_source
+from exporter.sources import sql as sql_source
+from exporter.sources.base import guarded as _guard
 from tests.support import REPO
 
 DATA = REPO / "tests" / "data"
@@ -156,15 +159,15 @@ def pg_poll(poller: TargetPoller, results: dict[str, Any], version: int) -> Targ
     async def answer(_conn: Any, queries: Any) -> dict[str, Any]:
         return {q: results.get(q, []) for q in queries}
 
-    with mock.patch.object(poller.connection, "connection", connection), \
-            mock.patch.object(poller_module, "_run_batch", answer), \
-            mock.patch.object(poller_module, "_run_each", answer):
+    with mock.patch.object(poller.source.pool, "connection", connection), \
+            mock.patch.object(postgres_source, "run_batch", answer), \
+            mock.patch.object(sql_source, "run_each", answer):
         return asyncio.run(poller.poll())
 
 
 def redis_poll(poller: TargetPoller, info: Any, config: Any = None,
                raises: BaseException | None = None) -> TargetSnapshot:
-    client = poller.connection.client  # type: ignore[union-attr]
+    client = poller.source.client.client  # type: ignore[attr-defined]
 
     async def fake_info(*_a: Any, **_k: Any) -> Any:
         if raises is not None:
@@ -183,7 +186,7 @@ def redis_poll(poller: TargetPoller, info: Any, config: Any = None,
 
 def new_poller(kind: str, name: str, state: ClusterState | None = None) -> TargetPoller:
     target = next(t for t in getattr(CLUSTER, kind) if t.name == name)
-    state = state or ClusterState("main", tuple(t.name for t in CLUSTER.postgres))
+    state = state or ClusterState("main")
     return TargetPoller(state, target, CONFIG)
 
 
@@ -193,7 +196,7 @@ def new_poller(kind: str, name: str, state: ClusterState | None = None) -> Targe
 def check_metrics(items: Any) -> None:
     """Catalogued specs only, one string per declared label, a float value."""
     for item in items:
-        assert isinstance(item, Metric | Fact), item
+        assert isinstance(item, Metric | Observation), item
         if isinstance(item, Metric):
             assert c.CATALOGUE.get(item.spec.name) is item.spec, item.spec.name
             assert len(item.labels) == len(item.spec.labels), item
@@ -287,7 +290,7 @@ def assert_up_unless_status_broken(snap: TargetSnapshot, status_ok: bool) -> Non
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_postgres_poll_survives_any_rows(data: st.DataObject) -> None:
-    state = ClusterState("main", ("primary", "replica-1"))
+    state = ClusterState("main")
     snapshots = []
     unique = True
     # primary first, then the replica: the replica's lag reads the primary's (hostile) facts
@@ -467,7 +470,7 @@ def test_redis_info_text_parser_and_poll(text: str | bytes) -> None:
 
 def test_harness_sees_the_real_rows_as_a_healthy_poll() -> None:
     """Without mangling, the harness gives what the real servers gave: all collectors ok."""
-    state = ClusterState("main", ("primary", "replica-1"))
+    state = ClusterState("main")
     primary = new_poller("postgres", "primary", state)
     results = {q: PG_ROWS["idle"]["primary"][s] for s, q in PG_SECTIONS.items()}
     snap = pg_poll(primary, results, 150018)
@@ -486,7 +489,7 @@ def test_harness_sees_the_real_rows_as_a_healthy_poll() -> None:
 def test_non_string_label_from_a_parser_is_contained() -> None:
     """A parser that hands a number where a label value belongs must not break /metrics for
     every target: the poll keeps the collector out instead."""
-    state = ClusterState("main", ("primary", "replica-1"))
+    state = ClusterState("main")
     poller = new_poller("postgres", "primary", state)
     results = {q: PG_ROWS["idle"]["primary"][s] for s, q in PG_SECTIONS.items()}
     activity = PG_SECTIONS["activity"]

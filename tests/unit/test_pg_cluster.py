@@ -6,16 +6,27 @@ from collections import deque
 
 import pytest
 
-from exporter.cluster import WAL_HISTORY_SECONDS, ClusterState, add_point, replay_delay
-from exporter.model import Fact, Kind, TargetId, WalPoint
-from exporter.snapshot import Histogram, TargetSnapshot
+from exporter.clusterstate import WAL_HISTORY_SECONDS, ClusterState, add_point
+from exporter.model import Kind, TargetId
+from exporter.replication import (
+    Observation,
+    ReceiverIdentity,
+    ServerPosition,
+    WalPoint,
+    replay_delay,
+)
+from exporter.snapshot import TargetSnapshot
 
 
-def snap(target: str, at: float, up: bool = True, **facts: object) -> TargetSnapshot:
+def snap(target: str, at: float, *observed: Observation, up: bool = True) -> TargetSnapshot:
     return TargetSnapshot(
         target=TargetId("main", target, Kind.POSTGRES), up=up, polled_at=at, metrics=(),
-        daemon_metrics=(), poll_duration=Histogram((), 0.0, 0), facts=facts,
+        daemon_metrics=(), observed=observed,
     )
+
+
+def primary_at(lsn: float) -> ServerPosition:
+    return ServerPosition(in_recovery=False, current_wal_lsn=lsn)
 
 
 # --- replay_delay -------------------------------------------------------------------------
@@ -82,57 +93,58 @@ def test_points_older_than_the_horizon_are_dropped() -> None:
 # --- ClusterState ---------------------------------------------------------------------------
 
 def test_view_carries_the_primary_history_and_interval() -> None:
-    state = ClusterState("main", ("primary", "replica-1"))
-    state.record(snap("primary", 10.0, current_wal_bytes=100.0))
-    state.record(snap("replica-1", 10.2, wal_receiver_slot="replica_1"))
-    state.record(snap("primary", 11.0, current_wal_bytes=200.0))
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
+    state.record(snap("replica-1", 10.2, ReceiverIdentity(slot="replica_1")))
+    state.record(snap("primary", 11.0, primary_at(200.0)))
     view = state.view()
     assert view.primary_target == "primary"
     assert view.primary_wal == (WalPoint(10.0, 100.0), WalPoint(11.0, 200.0))
     assert view.primary_interval == pytest.approx(1.0)
-    assert view.facts["replica-1"]["wal_receiver_slot"] == "replica_1"
+    assert view.receivers["replica-1"].slot == "replica_1"
 
 
 def test_failed_primary_poll_hides_its_position_until_it_is_back() -> None:
-    state = ClusterState("main", ("primary", "replica-1"))
-    state.record(snap("primary", 10.0, current_wal_bytes=100.0))
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
     state.record(snap("primary", 11.0, up=False))
     assert state.view().primary_wal == ()
     assert state.view().primary_target == "primary"
-    state.record(snap("primary", 12.0, current_wal_bytes=150.0))
+    state.record(snap("primary", 12.0, primary_at(150.0)))
     assert state.view().primary_wal[-1] == WalPoint(12.0, 150.0)
 
 
 def test_failover_starts_the_new_primary_with_a_fresh_history() -> None:
-    state = ClusterState("main", ("primary", "replica-1"))
-    state.record(snap("primary", 10.0, current_wal_bytes=100.0))
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
     state.record(snap("primary", 11.0, up=False))
-    state.record(snap("replica-1", 11.5, current_wal_bytes=120.0))  # promoted
+    state.record(snap("replica-1", 11.5, primary_at(120.0)))  # promoted
     view = state.view()
     assert view.primary_target == "replica-1"
     assert view.primary_wal == (WalPoint(11.5, 120.0),)
 
 
 def test_a_primary_that_comes_back_in_recovery_is_no_longer_the_primary() -> None:
-    state = ClusterState("main", ("primary", "replica-1"))
-    state.record(snap("primary", 10.0, current_wal_bytes=100.0))
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
     state.record(snap("primary", 11.0))  # no position but no role either: a collector bug
     assert state.view().primary_target == "primary"
-    state.record(snap("primary", 12.0, in_recovery=True))  # a replica now
+    state.record(snap("primary", 12.0, ServerPosition(in_recovery=True)))  # a replica now
     assert state.view().primary_target is None
     assert state.view().primary_wal == ()
 
 
 def test_forget_drops_a_removed_target() -> None:
-    state = ClusterState("main", ("primary",))
-    state.record(snap("primary", 10.0, current_wal_bytes=100.0))
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
     state.forget("primary")
-    assert state.view().primary_target is None and not state.view().facts
+    assert state.view().primary_target is None and not state.view().primary_wal
 
 
-def test_fact_objects_are_plain_values() -> None:
-    # facts reach the view as the poller merged them: key -> value
-    fact = Fact("current_wal_bytes", 1.0)
-    state = ClusterState("main", ("primary",))
-    state.record(snap("primary", 1.0, **{fact.key: fact.value}))
-    assert state.view().facts["primary"] == {"current_wal_bytes": 1.0}
+def test_a_replica_that_stops_reporting_its_receiver_loses_its_identity() -> None:
+    # identities are typed and replaced whole: a receiver that went away is not remembered
+    state = ClusterState("main")
+    state.record(snap("replica-1", 1.0, ReceiverIdentity(slot="s1", application_name="r1")))
+    assert state.view().receivers == {"replica-1": ReceiverIdentity("s1", "r1")}
+    state.record(snap("replica-1", 2.0, ServerPosition(in_recovery=True)))
+    assert state.view().receivers == {}

@@ -10,7 +10,8 @@ import pytest
 
 from exporter import catalogue as c
 from exporter.collectors.pg_replica import REPLICA_SQL, PgReplica, conninfo_value
-from exporter.model import ClusterView, Fact, Kind, PollContext, Role, TargetId, WalPoint
+from exporter.model import Kind, Metric, PollContext, Role, TargetId
+from exporter.replication import ReceiverIdentity, ReplicationView, WalPoint
 
 DATA = json.loads((Path(__file__).parent.parent / "data" / "pg_rows.json").read_text())
 NOW = 1000.0
@@ -22,16 +23,21 @@ def row(state: str, **changes: Any) -> dict[str, Any]:
 
 def ctx(history: tuple[WalPoint, ...] = (), primary: str | None = "primary",
         interval: float | None = 1.0, target: str = "replica-1") -> PollContext:
-    cluster = ClusterView("main", primary_wal=history, primary_target=primary,
-                          postgres_targets=("primary", "replica-1"), primary_interval=interval)
+    cluster = ReplicationView("main", primary_wal=history, primary_target=primary,
+                              primary_interval=interval)
     return PollContext(TargetId("main", target, Kind.POSTGRES), now=NOW, server_version=150018,
-                       role=Role.REPLICA, previous_time=NOW - 1.0, cluster=cluster)
+                       role=Role.REPLICA, previous_time=NOW - 1.0, replication=cluster)
 
 
 def run(r: dict[str, Any], context: PollContext) -> tuple[dict[str, float], dict[str, Any]]:
     out = PgReplica().parse({REPLICA_SQL: [r]}, context)
-    metrics = {m.spec.name: m.value for m in out if not isinstance(m, Fact)}
-    facts = {f.key: f.value for f in out if isinstance(f, Fact)}
+    metrics = {m.spec.name: m.value for m in out if isinstance(m, Metric)}
+    facts: dict[str, Any] = {}
+    for item in out:
+        if isinstance(item, ReceiverIdentity):
+            facts.update({k: v for k, v in (("wal_receiver_slot", item.slot),
+                                            ("wal_receiver_application_name",
+                                             item.application_name)) if v})
     return metrics, facts
 
 
@@ -47,8 +53,7 @@ def test_idle_replica_caught_up_with_the_primary_reads_zero() -> None:
     assert metrics[c.PG_WAL_RECEIVER_UP.name] == 1.0
     assert metrics[c.PG_REPLAY_PAUSED.name] == 0.0
     assert facts == {"wal_receiver_slot": "replica_1",
-                     "wal_receiver_application_name": "replica-1",
-                     "wal_receiver_sender": f"127.0.0.1:{r['sender_port']}"}
+                     "wal_receiver_application_name": "replica-1"}
 
 
 def test_paused_replay_is_dated_by_when_the_primary_passed_it() -> None:

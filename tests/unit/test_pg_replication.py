@@ -8,7 +8,8 @@ from typing import Any
 
 from exporter import catalogue as c
 from exporter.collectors.pg_replication import REPLICATION_SQL, PgReplication, replica_names
-from exporter.model import ClusterView, Kind, PollContext, Role, TargetId
+from exporter.model import Kind, PollContext, Role, TargetId
+from exporter.replication import ReceiverIdentity, ReplicationView
 
 DATA = json.loads((Path(__file__).parent.parent / "data" / "pg_rows.json").read_text())
 
@@ -18,11 +19,13 @@ def rows(state: str) -> list[dict[str, Any]]:
 
 
 def ctx(facts: dict[str, dict[str, Any]] | None = None) -> PollContext:
-    targets = ("primary", *(facts or {}))
-    cluster = ClusterView("main", facts=facts or {}, primary_target="primary",
-                          postgres_targets=targets)
+    receivers = {
+        target: ReceiverIdentity(f.get("wal_receiver_slot"), f.get("wal_receiver_application_name"))
+        for target, f in (facts or {}).items()
+    }
+    cluster = ReplicationView("main", primary_target="primary", receivers=receivers)
     return PollContext(TargetId("main", "primary", Kind.POSTGRES), now=0.0,
-                       server_version=150018, role=Role.PRIMARY, cluster=cluster)
+                       server_version=150018, role=Role.PRIMARY, replication=cluster)
 
 
 def run(r: list[dict[str, Any]], context: PollContext) -> dict[tuple[str, tuple[str, ...]], float]:

@@ -8,10 +8,12 @@ import pytest
 from redis._parsers.helpers import parse_info
 
 from exporter import catalogue as c
-from exporter.collectors.redis_info import RUN_ID_FACT, RedisInfo
-from exporter.model import ClusterView, Fact, Kind, Metric, PollContext, TargetId
+from exporter.collectors.redis_info import RedisInfo
+from exporter.model import Kind, Metric, PollContext, TargetId
+from exporter.replication import RedisRunId
 from tests.support import REPO
 
+RUN_ID_FACT = "redis_run_id"
 DATA = REPO / "tests" / "data"
 TARGET = TargetId("main", "cache", Kind.REDIS)
 VERSIONS = ("6.2", "7.0", "7.2", "7.4", "valkey_9.1")
@@ -25,12 +27,11 @@ def info(name: str, **changes: Any) -> dict[str, Any]:
 
 
 def ctx(previous: dict[Any, float] | None = None, run_id: str | None = None) -> PollContext:
-    facts = {TARGET.target: {RUN_ID_FACT: run_id}} if run_id else {}
     return PollContext(
         TARGET, now=1000.0,
         previous={(spec.name, ()): v for spec, v in (previous or {}).items()},
         previous_time=985.0 if previous else None,
-        cluster=ClusterView("main", facts=facts))
+        previous_observed=(RedisRunId(run_id),) if run_id else ())
 
 
 def parse(data: dict[str, Any], context: PollContext | None = None
@@ -38,8 +39,8 @@ def parse(data: dict[str, Any], context: PollContext | None = None
     metrics: dict[tuple[str, tuple[str, ...]], float] = {}
     facts: dict[str, Any] = {}
     for item in RedisInfo().parse(data, context or ctx()):
-        if isinstance(item, Fact):
-            facts[item.key] = item.value
+        if isinstance(item, RedisRunId):
+            facts[RUN_ID_FACT] = item.run_id
         else:
             assert isinstance(item, Metric)
             key = (item.spec.name, item.labels)

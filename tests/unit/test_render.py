@@ -5,14 +5,14 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
-from types import MappingProxyType
 
 import pytest
 
 from exporter import catalogue as c
 from exporter.model import Kind, TargetId
 from exporter.render import render
-from exporter.snapshot import POLL_BUCKETS, Histogram, SnapshotStore, TargetSnapshot
+from exporter.selfmetrics import PollStats
+from exporter.snapshot import SnapshotStore, TargetSnapshot
 from tests.support import Scrape
 
 PRIMARY = TargetId("main", "primary", Kind.POSTGRES)
@@ -21,11 +21,12 @@ CACHE = TargetId("main", "cache", Kind.REDIS)
 
 def snap(target: TargetId, up: bool, metrics: tuple = ()) -> TargetSnapshot:
     kind = target.kind.value
+    stats = PollStats()
+    stats.observe(0.004, failed=not up)  # one poll, in the first bucket
     return TargetSnapshot(
         target=target, up=up, polled_at=1.0, metrics=metrics,
-        daemon_metrics=(c.UP(1 if up else 0, kind), c.POLL_ERRORS(0 if up else 1, kind)),
-        poll_duration=Histogram(tuple([1] * len(POLL_BUCKETS)), 0.004, 1),
-        facts=MappingProxyType({}),
+        daemon_metrics=(c.UP(1 if up else 0, kind), c.POLL_ERRORS(stats.errors(), kind)),
+        poll_duration=stats.duration_samples(),
     )
 
 
