@@ -13,6 +13,7 @@ declare -A NEED=(
   [etcd]=etcd-server    # the Patroni test cluster's DCS (tests/patroni.py)
   [etcdctl]=etcd-client
   [chromium]=chromium   # the status page's browser test (tests/browser.py)
+  [haproxy]=haproxy     # the read-routing tests behind a real HAProxy (tests/haproxy.py)
 )
 missing=()
 for bin in "${!NEED[@]}"; do
