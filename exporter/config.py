@@ -5,123 +5,34 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.functional_validators import PlainValidator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from exporter.dsn import DsnError, PgDsn, RedisUrl
 from exporter.durations import parse_duration, positive_duration
-from exporter.model import Kind
+from exporter.targets import (
+    AnyTarget,
+    PgbouncerTarget,
+    PostgresTarget,
+    RedisTarget,
+    Seconds,
+    TargetBase,
+)
+from exporter.targets import Frozen as _Frozen
 
 ENV_CONFIG_PATH = "TIERWATCH_CONFIG"
 
 
 class ConfigError(Exception):
     """A settings problem, already phrased as the one line the user sees."""
-
-
-def _pg_dsn(value: Any) -> PgDsn:
-    if isinstance(value, PgDsn):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    try:
-        return PgDsn(value)
-    except DsnError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _redis_url(value: Any) -> RedisUrl:
-    if isinstance(value, RedisUrl):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    try:
-        return RedisUrl(value)
-    except DsnError as exc:
-        raise ValueError(str(exc)) from None
-
-
-PgDsnField = Annotated[
-    PgDsn, PlainValidator(_pg_dsn), PlainSerializer(str), WithJsonSchema({"type": "string"})
-]
-RedisUrlField = Annotated[
-    RedisUrl, PlainValidator(_redis_url), PlainSerializer(str), WithJsonSchema({"type": "string"})
-]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class _Target(_Frozen):
-    kind: ClassVar[Kind]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    password_file: Path | None = None
-    poll_interval: Seconds | None = None
-
-    @field_validator("password_file")
-    @classmethod
-    def _readable(cls, path: Path | None) -> Path | None:
-        if path is not None:
-            try:
-                path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise ValueError(f"{path} is not UTF-8 text") from None
-        return path
-
-    def address(self) -> PgDsn | RedisUrl:
-        raise NotImplementedError
-
-    def password(self) -> str | None:
-        """The password_file's content, read fresh at every call so that a rotated secret
-        applies at the next (re)connect; else the password in the DSN or URL."""
-        if self.password_file is not None:
-            text = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-            if text:
-                return text
-        return self.address().password
-
-
-class _SqlTarget(_Target):
-    dsn: PgDsnField
-
-    def address(self) -> PgDsn:
-        return self.dsn
-
-
-class PostgresTarget(_SqlTarget):
-    kind: ClassVar[Kind] = Kind.POSTGRES
-
-
-class PgbouncerTarget(_SqlTarget):
-    kind: ClassVar[Kind] = Kind.PGBOUNCER
-
-
-class RedisTarget(_Target):
-    kind: ClassVar[Kind] = Kind.REDIS
-    url: RedisUrlField
-
-    def address(self) -> RedisUrl:
-        return self.url
-
-
-AnyTarget = PostgresTarget | PgbouncerTarget | RedisTarget
 
 
 class Cluster(_Frozen):
@@ -245,13 +156,13 @@ class Settings(BaseSettings):
     def listen_port(self) -> int:
         return int(self.listen.rpartition(":")[2])
 
-    def interval_of(self, target: _Target) -> float:
+    def interval_of(self, target: TargetBase) -> float:
         return target.poll_interval or self.poll_interval
 
-    def deadline_of(self, target: _Target) -> float:
+    def deadline_of(self, target: TargetBase) -> float:
         return min(self.poll_timeout, 0.8 * self.interval_of(target))
 
-    def jitter_of(self, target: _Target) -> float:
+    def jitter_of(self, target: TargetBase) -> float:
         return min(self.poll_jitter, 0.1 * self.interval_of(target))
 
 
@@ -301,10 +212,9 @@ def config_path(cli_value: str | None) -> Path:
     return Path(value)
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate the settings file; raises ConfigError with one clear line."""
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -315,6 +225,11 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the settings file; raises ConfigError with one clear line."""
+    text = _read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -22,8 +22,9 @@ from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from exporter.compat import BoundedRESP3Parser
-from exporter.config import PgbouncerTarget, PostgresTarget, RedisTarget, Settings
+from exporter.config import Settings
 from exporter.secrets import SECRETS
+from exporter.targets import PgbouncerTarget, PostgresTarget, RedisTarget
 
 APPLICATION_NAME = "tierwatch"
 

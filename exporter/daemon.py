@@ -152,17 +152,7 @@ class Daemon:
         self.pollers.clear()
 
 
-async def run_daemon(settings: Settings, path: Path) -> int:
-    """Runs until SIGTERM or SIGINT; SIGHUP re-reads `path`. Returns the exit code."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    reload_requested = asyncio.Event()
-    # handlers only set flags; the loop below does the work
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
-
-    daemon = Daemon(settings)
+def _serve(settings: Settings, path: Path, daemon: Daemon) -> HttpServer:
     web = load_web_config(settings.web_config_file) if settings.web_config_file else None
     try:
         http = HttpServer(
@@ -176,6 +166,33 @@ async def run_daemon(settings: Settings, path: Path) -> int:
             f"{path}: listen: cannot listen on {settings.listen}: {exc.strerror}"
         ) from None
     http.start()
+    return http
+
+
+async def _reload(path: Path, daemon: Daemon) -> None:
+    try:
+        # off the event loop: a slow disk or a FIFO must not delay a poll
+        new = await asyncio.to_thread(load_settings, path)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running configuration: %s", exc)
+        return
+    if new.listen != daemon.settings.listen:
+        log.warning("listen changed to %s: takes effect after a restart", new.listen)
+    await daemon.reload(new)
+
+
+async def run_daemon(settings: Settings, path: Path) -> int:
+    """Runs until SIGTERM or SIGINT; SIGHUP re-reads `path`. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reload_requested = asyncio.Event()
+    # handlers only set flags; the loop below does the work
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+
+    daemon = Daemon(settings)
+    http = _serve(settings, path, daemon)
     host, port = http.address
     log.info("tierwatch listening on %s://%s:%d/metrics, %d targets",
              http.scheme, host, port, len(daemon.inventory.targets()))
@@ -189,15 +206,7 @@ async def run_daemon(settings: Settings, path: Path) -> int:
             stopper.cancel()
             if reload_requested.is_set() and not stop.is_set():
                 reload_requested.clear()
-                try:
-                    # off the event loop: a slow disk or a FIFO must not delay a poll
-                    new = await asyncio.to_thread(load_settings, path)
-                except ConfigError as exc:
-                    log.error("reload refused, keeping the running configuration: %s", exc)
-                    continue
-                if new.listen != daemon.settings.listen:
-                    log.warning("listen changed to %s: takes effect after a restart", new.listen)
-                await daemon.reload(new)
+                await _reload(path, daemon)
     finally:
         log.info("shutting down")
         http.stop()

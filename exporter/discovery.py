@@ -28,15 +28,19 @@ class _FileState:
     error: str | None
 
 
-def load_cluster_file(path: Path) -> tuple[Cluster, ...]:
+def _read_yaml(path: Path) -> object:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise ConfigError(yaml_error(path, exc)) from None
+
+
+def load_cluster_file(path: Path) -> tuple[Cluster, ...]:
+    data = _read_yaml(path)
     if data is None:
         return ()
     if isinstance(data, dict) and set(data) == {"clusters"}:

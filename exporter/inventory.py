@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter import catalogue as c
-from exporter.config import AnyTarget, Cluster, Settings
+from exporter.config import Cluster, Settings
 from exporter.discovery import ClusterFiles
 from exporter.model import Metric, TargetId
 from exporter.sharding import select
+from exporter.targets import AnyTarget
 
 log = logging.getLogger(__name__)
 

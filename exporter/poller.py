@@ -14,12 +14,13 @@ from typing import Any
 
 from exporter import catalogue as c
 from exporter.clusterstate import ClusterState
-from exporter.config import AnyTarget, Settings
+from exporter.config import Settings
 from exporter.connections import PoolStats
 from exporter.model import Metric, PollContext, TargetId
 from exporter.selfmetrics import PollStats
 from exporter.snapshot import TargetSnapshot
 from exporter.sources import Fetched, describe, source_for
+from exporter.targets import AnyTarget
 
 log = logging.getLogger(__name__)
 

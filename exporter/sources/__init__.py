@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from exporter.config import AnyTarget, Settings
+from exporter.config import Settings
 from exporter.model import Kind
 from exporter.sources.base import Fetched, PollError, Source, describe
 from exporter.sources.pgbouncer import PgbouncerSource
 from exporter.sources.postgres import PostgresSource
 from exporter.sources.redis import RedisSource
+from exporter.targets import AnyTarget
 
 SOURCES: dict[Kind, Callable[[Any, Settings], Source]] = {
     Kind.POSTGRES: PostgresSource,

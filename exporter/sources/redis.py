@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 import redis.exceptions
 
 from exporter.collectors import REDIS_COLLECTORS
-from exporter.config import RedisTarget, Settings
+from exporter.config import Settings
 from exporter.connections import PoolStats, RedisClient
 from exporter.model import Kind, PollContext
 from exporter.sources.base import Fetched, describe, guarded
+from exporter.targets import RedisTarget
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,11 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from exporter.collectors.base import Row, SqlCollector
-from exporter.config import PgbouncerTarget, PostgresTarget, Settings
+from exporter.config import Settings
 from exporter.connections import ConnectError, PgPool, PoolStats
 from exporter.model import Kind, PollContext
 from exporter.sources.base import Fetched, PollError, describe, guarded
+from exporter.targets import PgbouncerTarget, PostgresTarget
 
 Results = dict[str, Sequence[Row] | BaseException]
 
