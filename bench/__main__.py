@@ -1,7 +1,7 @@
 """`bench/run` / `make bench`: every figure of docs/benchmarks.md, in one run.
 
-    bench/run [--quick] [--only sidebyside|http|scale|statuspage] [--out DIR] [--max-load 1.0]
-              [--wait 600]
+    bench/run [--quick] [--only sidebyside|http|scale|statuspage|routing] [--out DIR]
+              [--max-load 1.0] [--wait 600]
 
 Installs what is missing (Debian's peer exporters and wrk with RUNLEVEL=1, PyPI's
 pgbouncer exporter into .venv/peers, py-spy into the venv), waits up to --wait seconds for
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import httpproto, renderbench, scale, sidebyside, statuspage
+from bench import httpproto, renderbench, routing, scale, sidebyside, statuspage
 from bench.common import REPO, ensure_pypi_bouncer_exporter, ensure_tools, log, wait_for_quiet
 
 GOALS_TEXT = """\
@@ -72,7 +72,8 @@ def goals(side: dict[str, Any] | None, sc: dict[str, Any] | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small and fast (make test)")
-    parser.add_argument("--only", choices=("sidebyside", "http", "scale", "statuspage"))
+    parser.add_argument("--only", choices=("sidebyside", "http", "scale", "statuspage",
+                                               "routing"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--max-load", type=float, default=1.0)
     parser.add_argument("--wait", type=float, default=None,
@@ -106,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "statuspage"):
         meta["load_statuspage"] = wait_for_quiet(args.max_load, wait)
         page = statuspage.run(quick=args.quick, out_dir=out)
+    checks = None
+    if args.only in (None, "routing"):
+        meta["load_routing"] = wait_for_quiet(args.max_load, wait)
+        checks = routing.run(quick=args.quick, out_dir=out)
     summary = {"meta": meta, "goals": goals(side, sc)
-               + ([statuspage.goal_line(page)] if page else [])}
+               + ([statuspage.goal_line(page)] if page else [])
+               + ([routing.goal(checks)] if checks else [])}
     out.mkdir(parents=True, exist_ok=True)
     name = "summary" + (f"-{args.only}" if args.only else "") + ("-quick" if args.quick else "")
     (out / f"{name}.json").write_text(
@@ -139,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if page:
         print("## The status page at /\n")
         print(statuspage.table(page))
+        print()
+    if checks:
+        print("## Read-routing checks\n")
+        print(routing.table(checks))
         print()
     print(GOALS_TEXT)
     print("\n".join(summary["goals"]))

@@ -23,7 +23,7 @@ def test_quick_bench_produces_every_figure(tmp_path) -> None:  # type: ignore[no
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     for heading in ("## Side by side", "## The HTTP server alone", "## Scale",
-                    "## The status page at /", "Goals (issue 8)"):
+                    "## The status page at /", "## Read-routing checks", "Goals (issue 8)"):
         assert heading in out, out
 
     side = json.loads((tmp_path / "sidebyside-quick.json").read_text())
@@ -53,6 +53,10 @@ def test_quick_bench_produces_every_figure(tmp_path) -> None:  # type: ignore[no
     page = json.loads((tmp_path / "statuspage-quick.json").read_text())
     assert [r["targets"] for r in page["rows"]] == [4, 100]
     assert all(r["http"]["n"] > 0 and r["http"]["bytes"] > 0 for r in page["rows"])
+
+    checks = json.loads((tmp_path / "routing-quick.json").read_text())
+    assert checks["targets"] == 100 and checks["worst_http_p99_ms"] > 0
+    assert checks["http"]["replica"]["statuses"] == [200], "fresh synthetic data is healthy"
 
     summary = json.loads((tmp_path / "summary-quick.json").read_text())
     assert summary["goals"], "no goal was judged"
