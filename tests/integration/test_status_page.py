@@ -166,3 +166,15 @@ def test_frozen_redis_shows_down_on_the_open_page_and_up_after_it_thaws(
     assert took <= WITHIN, f"up shown after {took:.2f}s"
     assert page.evaluate("window.notReloaded") is True  # the same page, never reloaded
     assert page.console_errors() == []
+
+
+def test_page_says_so_when_the_daemon_stops_answering(daemon: DaemonProcess, page: Page
+                                                      ) -> None:
+    # last in the module: it stops the module's daemon
+    updated_rows(page, all_up_with_lag, 20, "every target up")
+    daemon.stop()
+    note = wait_until(
+        lambda: page.evaluate("document.body.classList.contains('failing') && "
+                              "document.getElementById('refreshed').textContent"),
+        WITHIN, "the page saying it is no longer updated")
+    assert note.startswith("Not updated since the last success"), note
