@@ -351,6 +351,20 @@ S = 'cluster=~"$cluster", target=~"$target"'
 UP_MAP = {1: ("UP", OK), 0: ("DOWN", CRITICAL)}
 
 
+# The /replica verdict at max_lag 1 s, from what Prometheus holds: the lag series exists only
+# while the last poll succeeded; "fresh" compares the poll's age at scrape time with three
+# poll intervals (1 / the poll rate); replicas seen in the last 10 minutes but failing that
+# read 0 instead of vanishing.
+READS_HEALTHY = (
+    f"((tierwatch_pg_replica_lag_seconds{{{S}}} <= bool 1) and on (cluster, target) "
+    f"(timestamp(tierwatch_last_poll_success_timestamp_seconds{{{S}}}) "
+    f"- tierwatch_last_poll_success_timestamp_seconds{{{S}}} "
+    f"<= 3 / rate(tierwatch_poll_duration_seconds_count{{{S}}}[5m]))) "
+    f"or on (cluster, target) "
+    f"(0 * (max_over_time(tierwatch_pg_in_recovery{{{S}}}[10m]) == 1))"
+)
+
+
 def overview(t: dict[str, float]) -> dict[str, Any]:
     b = Board("tierwatch-overview", "tierwatch / Overview",
               "One screen for the whole data tier: is every server polled, are replicas "
@@ -393,6 +407,15 @@ def overview(t: dict[str, float]) -> dict[str, Any]:
         "Keys Redis evicts per second to stay under maxmemory.",
         thresholds=above(t["redis_evictions_per_second"], strict_resolution=PER_SECOND),
         decimals=2))
+    b.add(24, 4, stat(
+        "Replicas healthy for reads now", [Q(READS_HEALTHY, "{{cluster}}/{{target}}")], "none",
+        "Each replica as tierwatch's /replica check judges it with the default max_lag of 1 s "
+        "(docs/routing.md): HEALTHY when its last poll succeeded, is at most three poll "
+        "intervals old and its lag is at most 1 s; NOT HEALTHY otherwise (a replica seen in "
+        "the last 10 minutes that is down, stale or lagging). HAProxy sends reads elsewhere.",
+        thresholds=steps(CRITICAL, (1, OK)),
+        mappings={1: ("HEALTHY", OK), 0: ("NOT HEALTHY", CRITICAL)},
+        text_mode="value_and_name"))
 
     b.row("Trends")
     b.add(12, 8, timeseries(
