@@ -317,3 +317,8 @@ PG_REPLICA_LAG_FROM_PRIMARY = _spec("tierwatch_pg_replica_lag_from_primary", "ga
                                     "1 if replica lag was measured against the primary's "
                                     "recent WAL positions, 0 if it fell back to the "
                                     "replica's own view.", section=V)
+
+# --- cluster roles and Patroni (CONTRACT §6) ----------------------------------------------
+PG_TIMELINE_ID = _spec("tierwatch_pg_timeline_id", "gauge",
+                       "The server's current timeline; it grows by one at every promotion.",
+                       section=P)

@@ -19,6 +19,7 @@ SECTIONS = {
     "replication-replica": "Replication, replica view",
     "pgbouncer": "PgBouncer",
     "redis": "Redis",
+    "cluster": "Cluster roles and Patroni",
 }
 
 

@@ -9,6 +9,7 @@ from exporter.collectors.pg_replica import PgReplica
 from exporter.collectors.pg_replication import PgReplication
 from exporter.collectors.pg_slots import PgSlots
 from exporter.collectors.pg_status import PgStatus
+from exporter.collectors.pg_timeline import PgTimeline
 from exporter.collectors.pgbouncer_lists import PgbouncerLists
 from exporter.collectors.pgbouncer_pools import PgbouncerPools
 from exporter.collectors.pgbouncer_stats import PgbouncerStats
@@ -16,6 +17,7 @@ from exporter.collectors.redis_info import RedisInfo
 
 POSTGRES_COLLECTORS: tuple[SqlCollector, ...] = (
     PgStatus(), PgActivity(), PgDatabase(), PgReplication(), PgSlots(), PgReplica(),
+    PgTimeline(),
 )
 PGBOUNCER_COLLECTORS: tuple[SqlCollector, ...] = (
     PgbouncerPools(), PgbouncerStats(), PgbouncerLists())

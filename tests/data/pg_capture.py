@@ -27,9 +27,11 @@ from exporter.collectors.pg_replica import REPLICA_SQL
 from exporter.collectors.pg_replication import REPLICATION_SQL
 from exporter.collectors.pg_slots import SLOTS_SQL
 from exporter.collectors.pg_status import STATUS_SQL
+from exporter.collectors.pg_timeline import TIMELINE_SQL
 
 QUERIES = {"status": STATUS_SQL, "activity": ACTIVITY_SQL, "database": DATABASE_SQL,
-           "replication": REPLICATION_SQL, "slots": SLOTS_SQL, "replica": REPLICA_SQL}
+           "replication": REPLICATION_SQL, "slots": SLOTS_SQL, "replica": REPLICA_SQL,
+           "timeline": TIMELINE_SQL}
 PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 OUT = Path(__file__).parent / "pg_rows.json"
 

@@ -49,7 +49,7 @@ INFO_TEXTS = [p.read_text() for p in sorted(DATA.glob("redis_info_*.txt"))]
 
 # the query text each recorded pg_rows.json section answers, in POSTGRES_COLLECTORS order
 PG_SECTIONS = dict(zip(
-    ("status", "activity", "database", "replication", "slots", "replica"),
+    ("status", "activity", "database", "replication", "slots", "replica", "timeline"),
     (col.queries(PollContext(TargetId("m", "t", Kind.POSTGRES), now=0.0))[0]
      for col in POSTGRES_COLLECTORS),
     strict=True,
