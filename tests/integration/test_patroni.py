@@ -7,14 +7,19 @@ from whatever leader the previous one left.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
+from exporter.sources.base import PollError
+from exporter.sources.patroni import read_cluster
 from tests.patroni import PatroniCluster, http_json
 from tests.support import wait_until
+from tests.topology import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -94,3 +99,29 @@ def test_crash_of_the_leader_fails_over_and_the_member_rejoins(
     assert pc.members[old].in_recovery() is True
     wait_until(lambda: set(_timelines(pc).values()) == {before + 1}, 30,
                "every member on the new timeline")
+
+
+def test_read_cluster_takes_the_first_rest_api_that_answers(
+    patroni_cluster: PatroniCluster,
+) -> None:
+    """sources/patroni.py against the real REST APIs: a refused URL and a hung Patroni
+    (SIGSTOP: the kernel accepts, nobody answers) each cost at most the per-URL timeout."""
+    pc = patroni_cluster
+    pc.wait_healthy()
+    refused = f"http://127.0.0.1:{free_port()}"
+    answer = asyncio.run(read_cluster([refused, *pc.urls()], 1.0))
+    assert answer.url == pc.urls()[0]
+    assert sorted(m.name for m in answer.members) == list(pc.names)
+    hung = pc.members[pc.names[0]].process
+    hung.kill(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        answer = asyncio.run(read_cluster(pc.urls(), 1.0))
+        assert answer.url == pc.urls()[1]
+        assert 0.9 < time.monotonic() - began < 3
+        with pytest.raises(PollError) as info:
+            asyncio.run(read_cluster([pc.urls()[0], refused], 0.5))
+    finally:
+        hung.kill(signal.SIGCONT)
+    message = str(info.value)
+    assert "\n" not in message and refused.removeprefix("http://") in message
