@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-Row = Mapping[str, Any]
+from exporter.collectors.base import Row, number
 
 ADMIN_DATABASE = "pgbouncer"
 
@@ -43,14 +42,6 @@ def server_limit(pool_size: float | None, db_max: float | None = None,
     return min(limits) if limits else None
 
 
-def _limit(cell: object) -> float:
-    """A limit cell (int, or text in SHOW CONFIG) as a number; NULL or garbage is 0: none."""
-    try:
-        return float(str(cell).strip())
-    except ValueError:
-        return 0.0
-
-
 @dataclass(frozen=True)
 class ConnectionLimits:
     """The database and user limits of one poll, from SHOW DATABASES, USERS and CONFIG."""
@@ -62,12 +53,13 @@ class ConnectionLimits:
     @classmethod
     def from_rows(cls, databases: Sequence[Row], users: Sequence[Row],
                   config: Sequence[Row]) -> ConnectionLimits:
-        per_database = {str(row["name"]): _limit(row.get("max_connections"))
+        # a NULL or unreadable cell counts as 0: no limit
+        per_database = {str(row["name"]): number(row.get("max_connections")) or 0.0
                         for row in databases
                         if row.get("name") and row.get("name") != ADMIN_DATABASE}
-        per_user = {str(row["name"]): _limit(row.get("max_user_connections"))
+        per_user = {str(row["name"]): number(row.get("max_user_connections")) or 0.0
                     for row in users if row.get("name") and "max_user_connections" in row}
-        default_user = next((_limit(row.get("value")) for row in config
+        default_user = next((number(row.get("value")) or 0.0 for row in config
                              if row.get("key") == "max_user_connections"), 0.0)
         return cls(per_database, per_user, default_user)
 

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from exporter import catalogue as c
 from exporter.collectors.base import ALL_ROLES, Column, Output, Row, map_columns, number
+from exporter.collectors.pgbouncer_limits import ConnectionLimits
 from exporter.model import PollContext, Role
 
 SHOW_POOLS = "SHOW POOLS"
@@ -103,6 +104,8 @@ class PgbouncerPools:
         databases = results[SHOW_DATABASES]
         per_db, per_user = effective_pool_sizes(databases, results[SHOW_USERS],
                                                 results[SHOW_CONFIG])
+        # saturation divides by whichever binds first: pool_size or a db/user connection limit
+        limits = ConnectionLimits.from_rows(databases, results[SHOW_USERS], results[SHOW_CONFIG])
         out: Output = [c.BOUNCER_POOL_SIZE(size, database) for database, size in per_db.items()]
         for row in databases:
             database = str(row.get("name", ""))
@@ -111,8 +114,9 @@ class PgbouncerPools:
         for row in results[SHOW_POOLS]:
             database, user = str(row.get("database", "")), str(row.get("user", ""))
             if database != ADMIN_DATABASE:
+                size = per_user.get(user, per_db.get(database))
                 out.extend(pool_metrics(row, database, user,
-                                        per_user.get(user, per_db.get(database))))
+                                        limits.pool_limit(size, database, user)))
         return out
 
 

@@ -22,8 +22,12 @@ def test_1_18_saturated() -> None:
     assert got[(c.BOUNCER_POOLS.name, ())] == 2
 
 
-def test_1_24_shape() -> None:
-    got = parse("pgbouncer_1.24_handmade.json")
-    assert got[(c.BOUNCER_CLIENT_CONNECTIONS.name, ())] == 57
-    assert got[(c.BOUNCER_MAX_CLIENT_CONNECTIONS.name, ())] == 1000
-    assert got[(c.BOUNCER_LOGIN_CLIENTS.name, ())] == 1
+def test_1_24_limited() -> None:
+    # 1.24 adds peers and peer_pools, which are not read
+    got = parse("pgbouncer_1.24_limited.json")
+    # 3 servers held, 3 clients waiting, the console session
+    assert got[(c.BOUNCER_CLIENT_CONNECTIONS.name, ())] == 7
+    assert got[(c.BOUNCER_MAX_CLIENT_CONNECTIONS.name, ())] == 50
+    assert got[(c.BOUNCER_SERVER_CONNECTIONS.name, ())] == 3
+    assert got[(c.BOUNCER_LOGIN_CLIENTS.name, ())] == 0
+    assert got[(c.BOUNCER_POOLS.name, ())] == 4

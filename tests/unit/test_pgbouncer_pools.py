@@ -1,4 +1,4 @@
-"""SHOW POOLS + SHOW DATABASES parsing on captured 1.18 rows and hand-made 1.24 rows."""
+"""SHOW POOLS + SHOW DATABASES parsing on rows captured from PgBouncer 1.18 and 1.24."""
 
 from __future__ import annotations
 
@@ -75,19 +75,39 @@ def test_idle_pool_has_zero_saturation() -> None:
     assert got[(c.BOUNCER_MAX_WAIT.name, ("app", "app"))] == 0
 
 
-def test_1_24_shape_with_user_override_and_zero_pool_size() -> None:
-    got = parse(load("pgbouncer_1.24_handmade.json"))
-    assert got[(c.BOUNCER_SATURATION.name, ("app", "app"))] == pytest.approx(24 / 20)
-    # SHOW USERS pool_size '        5' beats the database's 20
-    assert got[(c.BOUNCER_SATURATION.name, ("app", "batch"))] == pytest.approx(5 / 5)
-    # reports: pool_size 0 falls back to default_pool_size 20
-    assert got[(c.BOUNCER_POOL_SIZE.name, ("reports",))] == 20
-    assert got[(c.BOUNCER_SATURATION.name, ("reports", "app"))] == pytest.approx(1 / 20)
-    assert got[(c.BOUNCER_MAX_WAIT.name, ("app", "app"))] == pytest.approx(2.25)
-    assert got[(c.BOUNCER_RESERVE_POOL_SIZE.name, ("app",))] == 5  # `reserve_pool_size`
-    assert got[(c.BOUNCER_DB_MAX_SERVER_CONNECTIONS.name, ("reports",))] == 100
-    assert got[(c.BOUNCER_DB_PAUSED.name, ("reports",))] == 1
-    assert got[(c.BOUNCER_CANCEL_CONNECTIONS.name, ("app", "app", "client_active"))] == 1
+def test_saturated_pool_on_1_24() -> None:
+    got = parse(load("pgbouncer_1.24_saturated.json"))
+    assert got[(c.BOUNCER_CLIENTS.name, ("app", "app", "waiting"))] == 3
+    assert got[(c.BOUNCER_SERVERS.name, ("app", "app", "active"))] == 2
+    assert got[(c.BOUNCER_MAX_WAIT.name, ("app", "app"))] == pytest.approx(0.131328)
+    assert got[(c.BOUNCER_POOL_SIZE.name, ("app",))] == 2
+    assert got[(c.BOUNCER_SATURATION.name, ("app", "app"))] == pytest.approx(2.5)
+    assert got[(c.BOUNCER_RESERVE_POOL_SIZE.name, ("app",))] == 0  # `reserve_pool_size` now
+    assert got[(c.BOUNCER_DB_MAX_SERVER_CONNECTIONS.name, ("app",))] == 0
+    assert got[(c.BOUNCER_CANCEL_CONNECTIONS.name, ("app", "app", "client_active"))] == 0
+    assert not [k for k in got if "pgbouncer" in k[1]]
+
+
+def test_limits_below_the_pool_size_on_1_24() -> None:
+    """app: max_db_connections=1; [users] monitor = pool_size=3 max_user_connections=1."""
+    got = parse(load("pgbouncer_1.24_limited.json"))
+    # 1 server + 2 waiting behind the database limit 1 (pool_size 2 would say 1.5)
+    assert got[(c.BOUNCER_SATURATION.name, ("app", "app"))] == pytest.approx(3)
+    assert got[(c.BOUNCER_DB_MAX_SERVER_CONNECTIONS.name, ("app",))] == 1
+    # 1 server + 1 waiting behind the user limit 1 (its own pool_size 3 would say 2/3)
+    assert got[(c.BOUNCER_SATURATION.name, ("app2", "monitor"))] == pytest.approx(2)
+    # no limit binds: pool_size 2
+    assert got[(c.BOUNCER_SATURATION.name, ("app2", "app"))] == pytest.approx(0.5)
+    assert got[(c.BOUNCER_POOL_SIZE.name, ("app2",))] == 2
+
+
+def test_fresh_and_idle_on_1_24() -> None:
+    fresh = parse(load("pgbouncer_1.24_fresh.json"))
+    assert fresh[(c.BOUNCER_POOL_SIZE.name, ("app",))] == 2
+    assert not [k for k in fresh if k[0] in (c.BOUNCER_CLIENTS.name, c.BOUNCER_SATURATION.name)]
+    idle = parse(load("pgbouncer_1.24_idle.json"))
+    assert idle[(c.BOUNCER_SATURATION.name, ("app", "app"))] == 0
+    assert idle[(c.BOUNCER_MAX_WAIT.name, ("app", "app"))] == 0
 
 
 def test_old_columns_missing_and_unknown_ones_ignored() -> None:

@@ -26,10 +26,13 @@ def test_1_18_counters() -> None:
 
 
 def test_1_24_counters() -> None:
-    got = parse("pgbouncer_1.24_handmade.json")
-    assert got[(c.BOUNCER_SERVER_ASSIGNMENTS.name, ("app",))] == 9000
-    assert got[(c.BOUNCER_TRANSACTION_SECONDS.name, ("reports",))] == pytest.approx(60.0)
-    assert got[(c.BOUNCER_WAIT_SECONDS.name, ("app",))] == pytest.approx(3.5)
+    got = parse("pgbouncer_1.24_limited.json")
+    assert got[(c.BOUNCER_SERVER_ASSIGNMENTS.name, ("app",))] == 7  # 1.23+
+    assert got[(c.BOUNCER_TRANSACTIONS.name, ("app",))] == 9
+    assert got[(c.BOUNCER_TRANSACTION_SECONDS.name, ("app",))] == pytest.approx(1.085245)
+    assert got[(c.BOUNCER_WAIT_SECONDS.name, ("app2",))] == pytest.approx(25733e-6)
+    assert got[(c.BOUNCER_AVG_WAIT.name, ("app",))] == pytest.approx(75125e-6)
+    assert not [k for k in got if k[1] == ("pgbouncer",)]
 
 
 def test_numeric_text_cells() -> None:

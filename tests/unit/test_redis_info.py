@@ -1,4 +1,5 @@
-"""Redis INFO parsing on recorded outputs (real 6.2, 7.0 and Valkey 9.1, hand-written 7.2/7.4)."""
+"""Redis INFO parsing on recorded outputs: real 6.2, 7.0, 7.4, 8.0, Valkey 8.1 and 9.1, and a
+hand-written 7.2 (tests/data/redis_info_SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.support import REPO
 RUN_ID_FACT = "redis_run_id"
 DATA = REPO / "tests" / "data"
 TARGET = TargetId("main", "cache", Kind.REDIS)
-VERSIONS = ("6.2", "7.0", "7.2", "7.4", "valkey_9.1")
+VERSIONS = ("6.2", "7.0", "7.2", "7.4", "8.0", "valkey_8.1", "valkey_9.1")
 
 
 def info(name: str, **changes: Any) -> dict[str, Any]:
@@ -84,11 +85,22 @@ def test_version_differences() -> None:
     assert one(parse(info("6.2"))[0], c.REDIS_EVICTED_CLIENTS) is None  # added in 7.0
     for version in VERSIONS:
         assert one(parse(info(version))[0], c.REDIS_MAX_CLIENTS) == 10000
-    for version in ("7.0", "7.2", "7.4", "valkey_9.1"):
+    for version in VERSIONS[1:]:
         assert one(parse(info(version))[0], c.REDIS_EVICTED_CLIENTS) == 0
     assert one(parse(info("7.4"))[0], c.REDIS_SERVER_INFO, "redis", "7.4.1") == 1
+    assert one(parse(info("8.0"))[0], c.REDIS_SERVER_INFO, "redis", "8.0.2") == 1
     # Valkey still says redis_version:7.2.4; its own version wins
+    assert one(parse(info("valkey_8.1"))[0], c.REDIS_SERVER_INFO, "valkey", "8.1.1") == 1
     assert one(parse(info("valkey_9.1"))[0], c.REDIS_SERVER_INFO, "valkey", "9.1.2") == 1
+
+
+def test_redis_8_keysizes_section_is_not_a_keyspace() -> None:
+    # 8.0's default INFO adds `# Keysizes` with db0_distrib_strings_sizes:1=2 lines, which
+    # redis-py parses into dicts beside the real db0 entry
+    data = info("8.0")
+    assert data["db0_distrib_strings_sizes"] == {"1": 2}
+    got, _ = parse(data)
+    assert {labels for name, labels in got if name == c.REDIS_KEYS.name} == {("db0",), ("db3",)}
 
 
 def test_maxclients_from_config_get_reaches_the_family() -> None:
