@@ -101,7 +101,12 @@ class Prober:
 
     def wait_for(self, pred: Callable[[Answer], bool], after: float, timeout: float,
                  what: str) -> Answer:
-        return wait_until(lambda: self.first(pred, after), timeout, what, interval=0.02)
+        try:
+            return wait_until(lambda: self.first(pred, after), timeout, what, interval=0.02)
+        except AssertionError as exc:  # say what was answered instead
+            last = [(round(a.sent - after, 2), a.status, a.body[:120]) for a in self.answers[-3:]]
+            raise AssertionError(f"{exc}; last answers (s after start, status, body): {last}"
+                                 ) from None
 
 
 def http_asker(url: str) -> Callable[[], tuple[int, str]]:
