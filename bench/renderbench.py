@@ -25,7 +25,7 @@ from exporter import catalogue as c
 from exporter.catalogue import MetricSpec
 from exporter.model import Metric, TargetId
 from exporter.render import render
-from exporter.snapshot import POLL_BUCKETS, TargetSnapshot
+from exporter.snapshot import TargetSnapshot
 
 
 def _esc(value: str) -> str:
@@ -36,10 +36,6 @@ def _family_head(spec: MetricSpec) -> str:
     name = spec.name
     doc = spec.help.replace("\\", r"\\").replace("\n", r"\n")
     return f"# HELP {name} {doc}\n# TYPE {name} {spec.type}\n"
-
-
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 def fast_render(snapshots: Iterable[TargetSnapshot], daemon: Iterable[Metric] = ()) -> bytes:
@@ -74,14 +70,12 @@ def fast_render(snapshots: Iterable[TargetSnapshot], daemon: Iterable[Metric] = 
         for m in (*snap.daemon_metrics, *snap.metrics):
             families.setdefault(m.spec.name, (m.spec, []))[1].append(
                 line(m.spec, base_names + m.spec.labels, base_values + m.labels, m.value))
-        h = snap.poll_duration
         cl, tg, kd = _esc(snap.target.cluster), _esc(snap.target.target), snap.target.kind.value
         ident = f'cluster="{cl}",kind="{kd}"'
-        for bound, count in zip(POLL_BUCKETS, h.buckets, strict=True):
-            hist.append(f'{hname}_bucket{{{ident},le="{_le(bound)}",target="{tg}"}} '
-                        f"{floatToGoString(count)}\n")
-        hist.append(f'{hname}_count{{{ident},target="{tg}"}} {floatToGoString(h.count)}\n')
-        hist.append(f'{hname}_sum{{{ident},target="{tg}"}} {floatToGoString(h.sum)}\n')
+        for sample in snap.poll_duration:  # the samples of selfmetrics.PollStats
+            le = f',le="{sample.labels["le"]}"' if "le" in sample.labels else ""
+            hist.append(f'{sample.name}{{{ident}{le},target="{tg}"}} '
+                        f"{floatToGoString(sample.value)}\n")
     if hist:
         families[hname] = (c.POLL_DURATION, hist)
     out: list[str] = []

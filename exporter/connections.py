@@ -6,6 +6,7 @@ next connection without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,24 @@ def first_line(exc: BaseException) -> str:
     return SECRETS.scrub(text[0] if text else type(exc).__name__)
 
 
+class _Connection(psycopg.AsyncConnection[Any]):
+    """The pool's connections: a failed attempt releases its socket at once.
+
+    psycopg keeps a failed attempt's libpq connection (and its socket) reachable from the
+    raised exception's frames, in a cycle that only a full GC collects: a frozen server
+    would see each timed-out attempt sit in authentication for authentication_timeout.
+    Clearing the frames where the pool's attempt fails closes it now.
+    """
+
+    @classmethod
+    async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().connect(*args, **kwargs)
+        except BaseException as exc:
+            traceback.clear_frames(exc.__traceback__)
+            raise
+
+
 def _fresh_password(target: PostgresTarget | PgbouncerTarget | RedisTarget) -> str | None:
     password = target.password()
     if password:
@@ -80,10 +99,12 @@ class PgPool:
             ms = int(settings.statement_timeout * 1000)
             self._overrides["options"] = f"-c statement_timeout={ms} -c lock_timeout={ms}"
         self.last_connect_error: str | None = None
+        self._probing: asyncio.Future[None] | None = None
         self.max_size = settings.pool_max_connections
         self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo="",
             kwargs=self.connect_kwargs,  # called at every connect: the password is read fresh
+            connection_class=_Connection,
             min_size=0,
             max_size=self.max_size,
             open=False,
@@ -110,16 +131,18 @@ class PgPool:
             await self.pool.putconn(conn)
 
     async def _probe(self) -> None:
+        # The attempt runs as a task of its own that the poll's deadline does not cancel: an
+        # attempt cancelled mid-handshake would leave its socket open to a frozen server.
+        # It ends by connect_timeout, and later polls wait on the same attempt.
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.ensure_future(self._connect_once())
+            self._probing.add_done_callback(_retrieved)
+        await asyncio.shield(self._probing)
+
+    async def _connect_once(self) -> None:
         try:
-            conn = await psycopg.AsyncConnection.connect(**self.connect_kwargs())
-        except BaseException as exc:
-            # psycopg leaves a timed-out or cancelled attempt's libpq connection (and its
-            # socket) in the failed frame, kept alive by a cycle through the exception until
-            # a full GC: a frozen server would see it sit in authentication for
-            # authentication_timeout. Clearing the frames closes it now.
-            traceback.clear_frames(exc.__traceback__)
-            if not isinstance(exc, Exception):
-                raise
+            conn = await _Connection.connect(**self.connect_kwargs())
+        except Exception as exc:
             self.last_connect_error = first_line(exc)
             raise ConnectError(self.last_connect_error) from None
         self.last_connect_error = None
@@ -129,12 +152,21 @@ class PgPool:
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
         await self.pool.close(timeout=1.0)
 
     def stats(self) -> PoolStats:
         s = self.pool.get_stats()
         size, available = s.get("pool_size", 0), s.get("pool_available", 0)
         return PoolStats(idle=available, used=max(0, size - available), max=self.max_size)
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    # a probe nobody waits for any more (its poll ran into the deadline) still ends with
+    # a result; retrieving it keeps asyncio from warning about it
+    if not task.cancelled():
+        task.exception()
 
 
 class _PasswordFile(CredentialProvider):

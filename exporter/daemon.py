@@ -62,22 +62,27 @@ class Daemon:
     async def start(self) -> None:
         self.scheduler.start()
         self._heartbeat_task = asyncio.create_task(self._beat(), name="heartbeat")
-        await asyncio.to_thread(self.inventory.refresh)
+        await self._refresh_inventory()
         await self.apply(initial=True)
         self._discovery_task = asyncio.create_task(self._discover(), name="cluster files")
 
     async def reload(self, settings: Settings) -> None:
         """A new settings file (SIGHUP): re-apply with the discovered clusters."""
         self.inventory.reconfigure(settings)
-        await asyncio.to_thread(self.inventory.refresh)
+        await self._refresh_inventory()
         await self.apply()
 
     async def _discover(self) -> None:
         while True:
             await asyncio.sleep(self.settings.cluster_files_refresh)
-            # file reads run off the event loop: a slow disk must not delay a poll
-            if await asyncio.to_thread(self.inventory.refresh):
+            if await self._refresh_inventory():
                 await self.apply()
+
+    async def _refresh_inventory(self) -> bool:
+        if self.inventory.files is None:
+            return False  # nothing to read: no worker thread (and its memory) for nothing
+        # file reads run off the event loop: a slow disk must not delay a poll
+        return await asyncio.to_thread(self.inventory.refresh)
 
     async def _beat(self) -> None:
         while True:

@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 from typing import Literal
 
-import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -105,6 +104,8 @@ class BasicAuth:
 
     def __init__(self, users: dict[str, str]) -> None:
         self._users = {u: h.encode() for u, h in users.items()}
+        import bcrypt  # only where basic auth is configured: 0.3 MB of RSS otherwise
+
         self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=10))
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
@@ -129,6 +130,8 @@ class BasicAuth:
         if known is not None and hmac.compare_digest(known, digest):
             return True
         hashed = self._users.get(user)
+        import bcrypt
+
         ok = bcrypt.checkpw(password.encode(), hashed if hashed is not None else self._dummy)
         ok = ok and hashed is not None
         if ok:
