@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections import deque
 
 from exporter.model import find
-from exporter.replication import ReceiverIdentity, ReplicationView, ServerPosition, WalPoint
+from exporter.replication import (
+    ReceivedPosition,
+    ReceiverIdentity,
+    ReplicationView,
+    ServerPosition,
+    WalPoint,
+)
 from exporter.snapshot import TargetSnapshot
 
 # Runs of equal positions (an idle primary) are stored as their first and last point only,
@@ -65,7 +71,19 @@ class ClusterState:
         position = find(snapshot.observed, ServerPosition)
         if position is not None:
             self._record_position(target, snapshot.polled_at, position)
+        received = find(snapshot.observed, ReceivedPosition)
+        if received is not None and target != self._primary:
+            self._record_received(snapshot.polled_at, received.lsn)
         self._view = None
+
+    def _record_received(self, polled_at: float, lsn: float) -> None:
+        # a replica received this much by its poll, so the primary had written at least as
+        # much: a point between the primary's own polls. One that says less than the
+        # history already does (a slower receiver, clocks a hair apart) adds nothing.
+        last = self._wal[-1] if self._wal else None
+        if last is not None and not self._primary_down and lsn >= last.lsn \
+                and polled_at > last.time:
+            add_point(self._wal, WalPoint(polled_at, lsn))
 
     def _record_receiver(self, target: str, identity: ReceiverIdentity | None) -> None:
         if identity is None:
@@ -79,7 +97,15 @@ class ClusterState:
                 self._wal.clear()  # a new primary (failover): the old timeline says nothing
                 self._primary = target
             self._primary_down = False
+            # a replica's point newer than this poll's start was recorded first only because
+            # its poll ended first: the primary's point goes before it, not "backwards"
+            later = []
+            while self._wal and self._wal[-1].time >= polled_at:
+                later.append(self._wal.pop())
             add_point(self._wal, WalPoint(polled_at, position.current_wal_lsn))
+            for point in reversed(later):
+                if point.lsn >= self._wal[-1].lsn:
+                    add_point(self._wal, point)
         elif target == self._primary and position.in_recovery:
             # the primary came back in recovery (demoted, rebuilt): its history is over
             self._primary = None

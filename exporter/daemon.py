@@ -123,7 +123,8 @@ class Daemon:
         self.pollers[poller.id] = poller
         self._signatures[poller.id] = signature
         await poller.open()
-        self.scheduler.add(str(poller.id), self._job(poller), poller.interval, poller.jitter)
+        self.scheduler.add(str(poller.id), self._job(poller), poller.interval, poller.jitter,
+                           group=poller.phase_group)
 
     def _job(self, poller: TargetPoller) -> Callable[[], Awaitable[None]]:
         async def run() -> None:

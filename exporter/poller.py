@@ -37,6 +37,8 @@ class TargetPoller:
         self.deadline = settings.deadline_of(config)
         self.jitter = settings.jitter_of(config)
         self.source = source_for(config, settings)
+        group = self.source.phase_group
+        self.phase_group = (cluster.name, group) if group else None
         self._stats = PollStats()
         self._last_success: float | None = None
         self._last: TargetSnapshot | None = None

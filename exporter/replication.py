@@ -38,13 +38,21 @@ class ReceiverIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceivedPosition:
+    """A streaming replica's WAL receive position (bytes) at its poll: the primary had
+    written at least this much by then, a sample of the primary's WAL between its polls."""
+
+    lsn: float
+
+
+@dataclass(frozen=True, slots=True)
 class RedisRunId:
     """The Redis server's run_id: a new one means the server restarted."""
 
     run_id: str
 
 
-Observation = ServerPosition | ReceiverIdentity | RedisRunId
+Observation = ServerPosition | ReceiverIdentity | ReceivedPosition | RedisRunId
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +76,13 @@ def replay_delay(history: Sequence[WalPoint], replay_lsn: float, now: float) -> 
 
     0 when the replica has replayed the primary's latest known position (an idle primary
     keeps it at 0 indefinitely). Otherwise the write happened between the last point at or
-    below `replay_lsn` and the first point above it; the time is interpolated linearly
-    between the two, so the error is at most one primary poll interval and about zero for
-    a primary writing steadily. A position older than the whole history dates from at
-    least its first point.
+    below `replay_lsn` and the first point above it. Inside a stretch of writing the time
+    is interpolated linearly (about exact for a primary writing steadily). A replica at the
+    end of an idle run — caught up with an idle primary, then stalled — knows only that
+    the first write after it fell between the two points: the middle is taken, so the error
+    is at most half the gap between samples (the history holds the primary's polls and the
+    replicas' receive positions, spread over the interval by the scheduler). A position
+    older than the whole history dates from at least its first point.
     """
     if not history:
         return None
@@ -84,5 +95,7 @@ def replay_delay(history: Sequence[WalPoint], replay_lsn: float, now: float) -> 
     else:
         before = history[i - 1]
         share = (replay_lsn - before.lsn) / (after.lsn - before.lsn)
+        if share == 0 and i >= 2 and history[i - 2].lsn == before.lsn:
+            share = 0.5  # the end of an idle run: the first write fell anywhere in the gap
         written = before.time + share * (after.time - before.time)
     return max(0.0, now - written)

@@ -1,10 +1,16 @@
-"""One APScheduler job per target: its interval, jitter, never two at once, missed runs merged."""
+"""One APScheduler job per target: its interval, jitter, never two at once, missed runs merged.
+
+Targets of one phase group (the PostgreSQL members of a cluster) are spread evenly over
+their interval instead of polled together: each poll of one member is a sample of the WAL
+stream the others are dated against, so spread samples date a replica's lag finer.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -13,9 +19,38 @@ from apscheduler.triggers.interval import IntervalTrigger
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class _Group:
+    anchor: datetime  # the group's phase 0
+    interval: float
+    phases: dict[str, float] = field(default_factory=dict)  # job id -> fraction of interval
+
+    def place(self, job_id: str) -> float:
+        """The middle of the widest gap between the members' phases (0 for the first)."""
+        taken = sorted(self.phases.values())
+        if not taken:
+            phase = 0.0
+        else:
+            gaps = [(b - a, a) for a, b in zip(taken, [*taken[1:], taken[0] + 1.0], strict=True)]
+            width, start = max(gaps, key=lambda gap: (gap[0], -gap[1]))
+            phase = (start + width / 2) % 1.0
+        self.phases[job_id] = phase
+        return phase
+
+
+def first_run(anchor: datetime, phase: float, interval: float, now: datetime) -> datetime:
+    """The first time at `phase` of the interval (counted from `anchor`) that is after now."""
+    at = anchor + timedelta(seconds=phase * interval)
+    if at <= now:
+        periods = int((now - at).total_seconds() // interval) + 1
+        at += timedelta(seconds=periods * interval)
+    return at
+
+
 class PollScheduler:
     def __init__(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._groups: dict[Hashable, _Group] = {}
         # APScheduler logs every run at INFO: far too chatty at a 1 s interval
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -30,18 +65,34 @@ class PollScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
+    def _start_time(self, job_id: str, interval: float, jitter: float,
+                    group: Hashable | None) -> datetime:
+        now = datetime.now(UTC)
+        if group is None:
+            # spread first polls over the jitter so hundreds of targets do not start at once
+            return now + timedelta(seconds=random.uniform(0, jitter))
+        known = self._groups.get(group)
+        if known is None or known.interval != interval:
+            # groups start at random phases of their own, so clusters do not poll in step
+            anchor = now + timedelta(seconds=random.uniform(0, interval))
+            known = self._groups[group] = _Group(anchor, interval)
+        return first_run(known.anchor, known.place(job_id), interval, now)
+
     def add(
         self,
         job_id: str,
         job: Callable[[], Awaitable[None]],
         interval: float,
         jitter: float,
+        group: Hashable | None = None,
     ) -> None:
-        # spread first polls over the jitter so hundreds of targets do not start at once
-        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, jitter))
+        first = self._start_time(job_id, interval, jitter, group)
+        # the trigger counts from the first run, so a group's phases hold; its members poll
+        # without jitter (their spread is the phases), so the gaps between samples stay even
+        run_jitter = None if group is not None else (jitter or None)
         self._scheduler.add_job(
             job,
-            IntervalTrigger(seconds=interval, jitter=jitter or None, timezone=UTC),
+            IntervalTrigger(seconds=interval, jitter=run_jitter, start_date=first, timezone=UTC),
             id=job_id,
             name=job_id,
             max_instances=1,
@@ -52,5 +103,7 @@ class PollScheduler:
         )
 
     def remove(self, job_id: str) -> None:
+        for group in self._groups.values():
+            group.phases.pop(job_id, None)
         if self._scheduler.get_job(job_id) is not None:
             self._scheduler.remove_job(job_id)

@@ -11,7 +11,7 @@ import psycopg.conninfo
 from exporter import catalogue as c
 from exporter.collectors.base import Output, Row
 from exporter.model import PollContext, Role
-from exporter.replication import ReceiverIdentity, WalPoint, replay_delay
+from exporter.replication import ReceivedPosition, ReceiverIdentity, WalPoint, replay_delay
 
 # pg_stat_wal_receiver has one row while a WAL receiver runs and none otherwise, hence the
 # outer join. Its conninfo is shown (password obfuscated) to pg_read_all_stats, which
@@ -109,6 +109,8 @@ class PgReplica:
         app = receiver_application_name(row)
         if slot or app:
             out.append(ReceiverIdentity(str(slot) if slot else None, app))
+        if row["receiver_status"] == "streaming" and row["receive_lsn"] is not None:
+            out.append(ReceivedPosition(float(row["receive_lsn"])))
         out.extend(self._lag(row, ctx))
         return out
 
@@ -117,12 +119,14 @@ class PgReplica:
         history = fresh_primary_wal(ctx) if replay is not None else ()
         if history:
             replay = float(replay)
-            seconds: float | None = replay_delay(history, replay, ctx.now)
-            # the primary has written at least up to what the replica received since its
-            # last poll, so the larger of the two is the better "current" position
+            # the primary has written at least up to what the replica received, so what it
+            # received beyond the primary's last poll is one more sample, taken now
             receive = row["receive_lsn"]
-            primary = max(history[-1].lsn, float(receive) if receive is not None else 0.0)
-            lag_bytes: float | None = max(0.0, primary - replay)
+            if receive is not None and float(receive) > history[-1].lsn \
+                    and ctx.now > history[-1].time:
+                history = (*history, WalPoint(ctx.now, float(receive)))
+            seconds: float | None = replay_delay(history, replay, ctx.now)
+            lag_bytes: float | None = max(0.0, history[-1].lsn - replay)
         else:
             seconds, lag_bytes = own_view_lag(row)
         out: Output = [c.PG_REPLICA_LAG_FROM_PRIMARY(1 if history else 0)]

@@ -56,6 +56,9 @@ class Fetched:
 
 class Source(Protocol):
     kind: ClassVar[Kind]
+    # sources whose polls sample what the others are measured against (PostgreSQL's WAL
+    # positions) name a group: the scheduler spreads a cluster's members of it evenly
+    phase_group: ClassVar[str | None]
 
     async def open(self) -> None: ...
 

@@ -18,6 +18,7 @@ from exporter.sources.sql import Results, SqlSource, run_batch
 class PostgresSource(SqlSource):
     kind: ClassVar[Kind] = Kind.POSTGRES
     collectors: ClassVar[tuple[SqlCollector, ...]] = POSTGRES_COLLECTORS
+    phase_group: ClassVar[str | None] = "postgres"  # WAL samples: see scheduler.py
 
     def prepare(self, ctx: PollContext, conn: psycopg.AsyncConnection[Any]) -> PollContext:
         # the version comes with the connection's startup: no query

@@ -25,6 +25,7 @@ def _text(value: Any) -> str:
 
 class RedisSource:
     kind: ClassVar[Kind] = Kind.REDIS
+    phase_group: ClassVar[str | None] = None
 
     def __init__(self, target: RedisTarget, settings: Settings) -> None:
         self.client = RedisClient(target, settings)

@@ -26,6 +26,7 @@ class SqlSource:
     kind: ClassVar[Kind]
     collectors: ClassVar[tuple[SqlCollector, ...]]
     admin_console: ClassVar[bool] = False
+    phase_group: ClassVar[str | None] = None
 
     def __init__(self, target: PostgresTarget | PgbouncerTarget, settings: Settings) -> None:
         self.pool = PgPool(target, settings, admin_console=self.admin_console)

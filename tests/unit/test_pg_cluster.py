@@ -10,6 +10,7 @@ from exporter.clusterstate import WAL_HISTORY_SECONDS, ClusterState, add_point
 from exporter.model import Kind, TargetId
 from exporter.replication import (
     Observation,
+    ReceivedPosition,
     ReceiverIdentity,
     ServerPosition,
     WalPoint,
@@ -49,11 +50,17 @@ def test_stalled_replay_is_dated_by_interpolation() -> None:
     assert replay_delay(history, 300.0, 20.0) == pytest.approx(17.0)  # exactly on a point
 
 
-def test_first_write_after_an_idle_run_counts_from_the_end_of_the_run() -> None:
+def test_first_write_after_an_idle_run_is_dated_to_the_middle_of_its_gap() -> None:
     # idle at 500 from t=0 to t=60 (kept as first and last point), then writes
     history = (WalPoint(0.0, 500.0), WalPoint(60.0, 500.0), WalPoint(61.0, 900.0))
-    # the replica has all of the idle run but nothing after it: stale since ~t=60, not t=0
-    assert replay_delay(history, 500.0, 65.0) == pytest.approx(5.0)
+    # the replica has all of the idle run but nothing after it: stale since the first
+    # write, which came between t=60 and t=61 — the middle, so never off by more than 0.5
+    assert replay_delay(history, 500.0, 65.0) == pytest.approx(4.5)
+
+
+def test_a_position_inside_a_stretch_of_writing_is_interpolated() -> None:
+    history = (WalPoint(60.0, 500.0), WalPoint(61.0, 900.0))
+    assert replay_delay(history, 600.0, 65.0) == pytest.approx(65.0 - 60.25)
 
 
 def test_older_than_the_history_is_at_least_as_old_as_its_first_point() -> None:
@@ -148,3 +155,43 @@ def test_a_replica_that_stops_reporting_its_receiver_loses_its_identity() -> Non
     assert state.view().receivers == {"replica-1": ReceiverIdentity("s1", "r1")}
     state.record(snap("replica-1", 2.0, ServerPosition(in_recovery=True)))
     assert state.view().receivers == {}
+
+
+def replica_at(lsn: float) -> ReceivedPosition:
+    return ReceivedPosition(lsn)
+
+
+def test_replica_receive_positions_are_points_between_primary_polls() -> None:
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
+    state.record(snap("replica-1", 10.5, replica_at(180.0)))
+    state.record(snap("primary", 11.0, primary_at(250.0)))
+    assert state.view().primary_wal == (WalPoint(10.0, 100.0), WalPoint(10.5, 180.0),
+                                        WalPoint(11.0, 250.0))
+
+
+def test_a_receive_position_behind_the_history_adds_nothing() -> None:
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
+    state.record(snap("replica-1", 10.5, replica_at(90.0)))  # a slow receiver
+    assert state.view().primary_wal == (WalPoint(10.0, 100.0),)
+
+
+def test_a_primary_poll_that_ends_after_a_replica_poll_goes_before_it() -> None:
+    state = ClusterState("main")
+    state.record(snap("primary", 10.0, primary_at(100.0)))
+    state.record(snap("replica-1", 11.2, replica_at(300.0)))  # ended first
+    state.record(snap("primary", 11.0, primary_at(250.0)))  # started earlier, ended later
+    assert state.view().primary_wal == (WalPoint(10.0, 100.0), WalPoint(11.0, 250.0),
+                                        WalPoint(11.2, 300.0))
+
+
+def test_receive_positions_need_a_primary_whose_position_is_current() -> None:
+    state = ClusterState("main")
+    state.record(snap("replica-1", 10.5, replica_at(180.0)))  # no primary yet
+    assert state.view().primary_wal == ()
+    state.record(snap("primary", 11.0, primary_at(200.0)))
+    state.record(snap("primary", 12.0, up=False))
+    state.record(snap("replica-1", 12.5, replica_at(400.0)))
+    state.record(snap("primary", 13.0, primary_at(450.0)))
+    assert WalPoint(12.5, 400.0) not in state.view().primary_wal
