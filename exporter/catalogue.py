@@ -222,6 +222,37 @@ BOUNCER_DB_PAUSED = _spec("tierwatch_pgbouncer_database_paused", "gauge",
                           "1 if the database is paused (PAUSE).", ("database",), section=B)
 BOUNCER_DB_DISABLED = _spec("tierwatch_pgbouncer_database_disabled", "gauge",
                             "1 if the database is disabled (DISABLE).", ("database",), section=B)
+BOUNCER_DB_CLIENT_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_database_client_connections", "gauge",
+    "Client connections to the database (SHOW DATABASES, PgBouncer 1.24+).", ("database",),
+    section=B)
+BOUNCER_DB_MAX_CLIENT_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_database_max_client_connections", "gauge",
+    "max_db_client_connections of the database (0 = no limit; PgBouncer 1.24+).",
+    ("database",), section=B)
+BOUNCER_USER_SERVER_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_user_server_connections", "gauge",
+    "Server connections open for the user, across its pools (SHOW USERS, 1.23+).", ("user",),
+    section=B)
+BOUNCER_USER_MAX_SERVER_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_user_max_server_connections", "gauge",
+    "max_user_connections of the user (0 = no limit; SHOW USERS, 1.23+).", ("user",),
+    section=B)
+BOUNCER_USER_CLIENT_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_user_client_connections", "gauge",
+    "Client connections of the user (SHOW USERS, PgBouncer 1.24+).", ("user",), section=B)
+BOUNCER_USER_MAX_CLIENT_CONNECTIONS = _spec(
+    "tierwatch_pgbouncer_user_max_client_connections", "gauge",
+    "max_user_client_connections of the user (0 = no limit; PgBouncer 1.24+).", ("user",),
+    section=B)
+BOUNCER_CLIENT_PARSES = _spec("tierwatch_pgbouncer_client_parses_total", "counter",
+                              "Prepared-statement Parse messages from clients (1.21+).",
+                              ("database",), section=B)
+BOUNCER_SERVER_PARSES = _spec("tierwatch_pgbouncer_server_parses_total", "counter",
+                              "Parse messages PgBouncer sent to servers (1.21+).",
+                              ("database",), section=B)
+BOUNCER_BINDS = _spec("tierwatch_pgbouncer_binds_total", "counter",
+                      "Bind messages of prepared statements (1.21+).", ("database",), section=B)
 BOUNCER_RECEIVED_BYTES = _spec("tierwatch_pgbouncer_received_bytes_total", "counter",
                                "Network traffic received from clients, in bytes.",
                                ("database",), section=B)

@@ -50,6 +50,18 @@ DATABASE_COLUMNS = (
     Column.of("max_connections", c.BOUNCER_DB_MAX_SERVER_CONNECTIONS),
     Column.of("paused", c.BOUNCER_DB_PAUSED),
     Column.of("disabled", c.BOUNCER_DB_DISABLED),
+    Column.of("current_client_connections", c.BOUNCER_DB_CLIENT_CONNECTIONS),  # 1.24+
+    Column.of("max_client_connections", c.BOUNCER_DB_MAX_CLIENT_CONNECTIONS),  # 1.24+
+)
+
+# SHOW USERS column -> family (1.23+; 1.18's SHOW USERS has only name and pool_mode). Its
+# text cells pool_size and reserve_pool_size repeat the last set value on later rows
+# (1.24.1), so they are not mapped; these are numbers, filled in per row.
+USER_COLUMNS = (
+    Column.of("current_connections", c.BOUNCER_USER_SERVER_CONNECTIONS),
+    Column.of("max_user_connections", c.BOUNCER_USER_MAX_SERVER_CONNECTIONS),
+    Column.of("current_client_connections", c.BOUNCER_USER_CLIENT_CONNECTIONS),  # 1.24+
+    Column.of("max_user_client_connections", c.BOUNCER_USER_MAX_CLIENT_CONNECTIONS),  # 1.24+
 )
 
 # the oldest waiting client's age: whole seconds, plus the microsecond part (since 1.8)
@@ -70,8 +82,8 @@ def effective_pool_sizes(
     """(database -> pool size, user -> pool size override).
 
     SHOW DATABASES already reports the effective size (default_pool_size filled in when the
-    database sets none; measured on 1.18, and so in current admin.c). A size missing or <= 0
-    falls back to default_pool_size. A user's pool_size (SHOW USERS, versions after 1.18)
+    database sets none; measured on 1.18, and so in current admin.c). A size missing or
+    negative falls back to default_pool_size. A user's pool_size (SHOW USERS, versions after 1.18)
     beats the database's, as in PgBouncer's pool_pool_size().
     """
     default = config_value(config, "default_pool_size")
@@ -81,7 +93,9 @@ def effective_pool_sizes(
         if not name or name == ADMIN_DATABASE:
             continue
         size = number(row.get("pool_size"))
-        if size is None or size <= 0:
+        if size is None or size < 0:
+            # 0 is a size of its own (1.24: no pool limit; 1.18: no server at all), which
+            # the saturation ratio cannot divide by: it is exported, and left unjudged
             size = default
         if size is not None:
             per_db[name] = size
@@ -111,6 +125,10 @@ class PgbouncerPools:
             database = str(row.get("name", ""))
             if database and database != ADMIN_DATABASE:
                 out.extend(map_columns(row, DATABASE_COLUMNS, database))
+        for row in results[SHOW_USERS]:
+            user = str(row.get("name", ""))
+            if user and user != ADMIN_DATABASE:  # the console's own user, as its pool
+                out.extend(map_columns(row, USER_COLUMNS, user))
         for row in results[SHOW_POOLS]:
             database, user = str(row.get("database", "")), str(row.get("user", ""))
             if database != ADMIN_DATABASE:

@@ -23,6 +23,9 @@ STATS_COLUMNS = (
     Column.of("total_sent", c.BOUNCER_SENT_BYTES),
     Column.of("total_server_assignment_count", c.BOUNCER_SERVER_ASSIGNMENTS),  # added in 1.23
     Column.of("avg_wait_time", c.BOUNCER_AVG_WAIT, 1e-6),  # microseconds, per stats_period
+    Column.of("total_client_parse_count", c.BOUNCER_CLIENT_PARSES),  # added in 1.21
+    Column.of("total_server_parse_count", c.BOUNCER_SERVER_PARSES),  # added in 1.21
+    Column.of("total_bind_count", c.BOUNCER_BINDS),  # added in 1.21
 )
 
 

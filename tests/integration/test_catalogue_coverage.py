@@ -13,9 +13,20 @@ from tests.topology import Topology
 
 # Present only in situations this single scrape does not create, each proven elsewhere.
 SITUATIONAL = {
-    # PgBouncer 1.23+ only; this machine has 1.18 (parser tested on 1.24 rows)
-    "tierwatch_pgbouncer_server_assignments_total":
-        "tests/unit/test_pgbouncer_stats.py",
+    # PgBouncer 1.21+ only; the shared topology runs 1.18: checked live on 1.24 by
+    # tests/integration/test_pgbouncer.py::test_columns_of_newer_versions_are_exported
+    **dict.fromkeys((
+        "tierwatch_pgbouncer_server_assignments_total",
+        "tierwatch_pgbouncer_database_client_connections",
+        "tierwatch_pgbouncer_database_max_client_connections",
+        "tierwatch_pgbouncer_user_server_connections",
+        "tierwatch_pgbouncer_user_max_server_connections",
+        "tierwatch_pgbouncer_user_client_connections",
+        "tierwatch_pgbouncer_user_max_client_connections",
+        "tierwatch_pgbouncer_client_parses_total",
+        "tierwatch_pgbouncer_server_parses_total",
+        "tierwatch_pgbouncer_binds_total",
+    ), "test_columns_of_newer_versions_are_exported"),
     # a Redis replica / a master with replicas: tests/integration/test_redis.py
     "tierwatch_redis_replica_lag_bytes": "test_replication_views_of_master_and_replica",
     "tierwatch_redis_replica_processed_offset_bytes":

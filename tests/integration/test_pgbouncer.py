@@ -271,3 +271,35 @@ def _pgbouncer_running(bouncer: Topology) -> Iterator[None]:
     yield
     if not bouncer.pgbouncer.is_running():  # leave the shared bouncer as found
         bouncer.pgbouncer.start()
+
+
+NEWER_COLUMNS = {  # family -> the labels of one series every server must have
+    "tierwatch_pgbouncer_server_assignments_total": APP,
+    "tierwatch_pgbouncer_database_client_connections": APP,
+    "tierwatch_pgbouncer_database_max_client_connections": APP,
+    "tierwatch_pgbouncer_client_parses_total": APP,
+    "tierwatch_pgbouncer_server_parses_total": APP,
+    "tierwatch_pgbouncer_binds_total": APP,
+    "tierwatch_pgbouncer_user_server_connections": {"user": "app", **BOUNCER},
+    "tierwatch_pgbouncer_user_max_server_connections": {"user": "app", **BOUNCER},
+    "tierwatch_pgbouncer_user_client_connections": {"user": "app", **BOUNCER},
+    "tierwatch_pgbouncer_user_max_client_connections": {"user": "app", **BOUNCER},
+}
+
+
+def test_columns_of_newer_versions_are_exported(
+    bouncer: Topology, request: pytest.FixtureRequest,
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """SHOW DATABASES / USERS / STATS columns 1.18 lacks: present on 1.24, absent on 1.18."""
+    with psycopg.connect(bouncer.app_dsn_via_pgbouncer(), autocommit=True) as conn:
+        conn.execute("SELECT 1")  # the app pool and its user row exist from here on
+        daemon = daemon_factory(bouncer.tierwatch_config(poll_interval=INTERVAL))
+        scrape = wait_until(
+            lambda: (s := daemon.scrape()).value("tierwatch_pgbouncer_pool_size", **APP)
+            is not None and s, 10, "a bouncer poll")
+    newer = request.node.callspec.params["bouncer"] != "1.18"
+    for name, labels in NEWER_COLUMNS.items():
+        assert (scrape.value(name, **labels) is not None) is newer, name
+    assert scrape.value("tierwatch_pgbouncer_database_max_client_connections", **APP) in (
+        None, 0.0)
