@@ -407,6 +407,43 @@ def overview(t: dict[str, float]) -> dict[str, Any]:
         "Keys Redis evicts per second to stay under maxmemory.",
         thresholds=above(t["redis_evictions_per_second"], strict_resolution=PER_SECOND),
         decimals=2))
+    b.add(4, 4, stat(
+        "Clients waiting",
+        [Q(f'sum(tierwatch_pgbouncer_clients{{{S}, state="waiting"}})', "waiting")], "none",
+        "PgBouncer clients queued for a server connection, all pools "
+        "(TierwatchPgbouncerClientsWaiting).",
+        thresholds=above(t["pgbouncer_clients_waiting"], strict_resolution=WHOLE)))
+    b.add(4, 4, stat(
+        "Redis memory of maxmemory",
+        [Q(f"max(tierwatch_redis_memory_used_bytes{{{S}}} "
+           f"/ (tierwatch_redis_memory_max_bytes{{{S}}} > 0))", "used")], "percentunit",
+        "used_memory / maxmemory of the fullest Redis. An allkeys-* cache sits near 100 % "
+        "by design (TierwatchRedisMemoryNearLimit leaves it out).",
+        thresholds=above(t["redis_memory_ratio"])))
+    b.add(4, 4, stat(
+        "Replicas streaming",
+        [Q(f"sum(tierwatch_pg_replicas_streaming{{{S}}})", "streaming")], "none",
+        "Replicas in state streaming, as the primaries see them (TierwatchReplicationBroken "
+        "compares them with the configured replicas)."))
+    b.add(4, 4, stat(
+        "WAL receivers",
+        [Q(f"min(tierwatch_pg_wal_receiver_up{{{S}}})", "receivers")], "none",
+        "Are all replicas' WAL receivers streaming? (TierwatchReplicationBroken)",
+        thresholds=steps(CRITICAL, (1, OK)),
+        mappings={1: ("all streaming", OK), 0: ("STOPPED", CRITICAL)}))
+    b.add(4, 4, stat(
+        "Inactive slots",
+        [Q(f"sum((1 - tierwatch_pg_replication_slot_active{{{S}}}) "
+           f"and on (cluster, target) (tierwatch_pg_in_recovery{{{S}}} == 0))", "inactive")],
+        "none", "Replication slots on primaries with no consumer: they hold back WAL "
+        "(TierwatchReplicationSlotInactive).",
+        thresholds=above(0, strict_resolution=WHOLE), decimals=0))
+    b.add(4, 4, stat(
+        "New sessions",
+        [Q(f"sum(tierwatch:pg_sessions:rate2m{{{S}}})", "sessions/s")], "ops",
+        "PostgreSQL sessions opened per second over 2 minutes, all servers: a pooled "
+        "application opens a few a minute (TierwatchPostgresConnectionStorm).",
+        thresholds=above(t["pg_sessions_per_second"])))
     b.add(24, 4, stat(
         "Replicas healthy for reads now", [Q(READS_HEALTHY, "{{cluster}}/{{target}}")], "none",
         "Each replica as tierwatch's /replica check judges it with the default max_lag of 1 s "
@@ -457,7 +494,37 @@ def overview(t: dict[str, float]) -> dict[str, Any]:
         "Firing alerts", 'ALERTS{alertstate="firing", alertname=~"Tierwatch.*"}',
         "Every tierwatch alert firing now, in every cluster (docs/runbooks.md has a section "
         "per alert)."))
+    _tierwatch_row(b, t)
     return b.build()
+
+
+def _tierwatch_row(b: Board, t: dict[str, float]) -> None:
+    """tierwatch's own health: is it polling, failing, slow, missing a collector?"""
+    who = "{{instance}} {{target}}"
+    b.row("tierwatch itself")
+    b.add(6, 8, timeseries(
+        "Polls", [Q(f"sum by (instance, cluster, target) "
+                    f"(rate(tierwatch_poll_duration_seconds_count{{{S}}}[{RATE}]))", who)],
+        "ops", "Polls finished per second, per tierwatch process and target: flat at "
+        "1 / poll_interval; 0 means the poller is stuck (TierwatchDataStale)."))
+    b.add(6, 8, timeseries(
+        "Poll errors", [Q(f"sum by (instance, cluster, target) "
+                          f"(rate(tierwatch_poll_errors_total{{{S}}}[{RATE}]))", who)],
+        "ops", "Failed polls per second (TierwatchTargetDown, TierwatchPollsFailing).",
+        thresholds=above(0, strict_resolution=PER_SECOND)))
+    b.add(6, 8, timeseries(
+        "Collector success",
+        [Q(f"min by (kind, collector) (tierwatch_collector_success{{{S}}})",
+           "{{kind}} {{collector}}")],
+        "none", "1 while every target's collector of that name succeeds, 0 while one fails "
+        "at every poll (TierwatchCollectorFailing).",
+        thresholds=steps(CRITICAL, (1, OK)), min_=0, max_=1, fill=0))
+    b.add(6, 8, timeseries(
+        "Poll duration (p99)",
+        [Q(f"histogram_quantile(0.99, sum by (instance, cluster, target, le) "
+           f"(rate(tierwatch_poll_duration_seconds_bucket{{{S}}}[{RATE}])))", who)],
+        "s", "99th percentile of the wall time of a poll, per target: close to the poll "
+        "deadline means the server answers slowly."))
 
 
 def postgres(t: dict[str, float]) -> dict[str, Any]:
@@ -489,7 +556,9 @@ def postgres(t: dict[str, float]) -> dict[str, Any]:
     b.add(4, 4, stat(
         "Oldest transaction",
         [Q(f"max(tierwatch_pg_oldest_transaction_seconds{{{S}}})", "oldest")], "s",
-        "Age of the oldest open client transaction on the selected servers."))
+        "Age of the oldest open client transaction on the selected servers "
+        "(TierwatchPostgresLongTransaction).",
+        thresholds=above(t["pg_oldest_transaction_seconds"])))
 
     b.row("Replication")
     lag_steps = steps(OK, (t["replica_lag_warning_seconds"], WARNING),
@@ -508,6 +577,21 @@ def postgres(t: dict[str, float]) -> dict[str, Any]:
               "{{replica}} {{stage}} (seen by {{target}})"),
             Q(f"tierwatch_pg_replica_lag_bytes{{{S}}}", "{{target}} (replica view)"),
         ], "bytes", "WAL not yet sent / written / flushed / replayed by each replica."))
+    b.add(12, 8, timeseries(
+        "Replica freshness (SLO)", [
+            Q(f"tierwatch:pg_replica_fresh:ratio_1h{{{S}}}", "{{target}} 1h"),
+            Q(f"tierwatch:pg_replica_fresh:ratio_6h{{{S}}}", "{{target}} 6h"),
+        ], "percentunit", "Share of the last hour / 6 hours each replica was fresh (lag at "
+        "most the warning threshold), against the objective "
+        "(TierwatchReplicaFreshnessBudgetBurn; docs/alerts.md).",
+        thresholds=below(t["replica_freshness_objective"]), max_=1, decimals=3, fill=0))
+    b.add(12, 8, timeseries(
+        "Replicas streaming vs configured", [
+            Q(f"tierwatch_pg_replicas_streaming{{{S}}}", "{{target}} streaming"),
+            Q('count by (cluster) (tierwatch:pg_replica_configured{cluster=~"$cluster"})',
+              "{{cluster}} configured"),
+        ], "none", "Replicas streaming from each primary, against the replicas tierwatch is "
+        "configured to watch (TierwatchReplicationBroken, primary view).", fill=0))
     b.add(8, 8, timeseries(
         "WAL retained by slots",
         [Q(f"tierwatch_pg_replication_slot_retained_bytes{{{S}}}", "{{target}} {{slot}}")],
@@ -522,8 +606,10 @@ def postgres(t: dict[str, float]) -> dict[str, Any]:
         mappings={1: ("active", OK), 0: ("inactive", WARNING)}, text_mode="value_and_name"))
     b.add(12, 8, timeseries(
         "WAL rate",
-        [Q(f"rate(tierwatch_pg_wal_position_bytes{{{S}}}[{RATE}])", "{{target}}")],
-        "binBps", "WAL written (primary) or replayed (replica) per second."))
+        [Q(f"deriv(tierwatch_pg_wal_position_bytes{{{S}}}[{RATE}])", "{{target}}")],
+        "binBps", "WAL written (primary) or replayed (replica) per second: the slope of the "
+        "WAL position, a gauge (rate() would read a lower position after a failover or a "
+        "rebuild as a counter reset and draw a spike)."))
 
     b.row("Connections")
     b.add(12, 8, timeseries(
@@ -542,6 +628,34 @@ def postgres(t: dict[str, float]) -> dict[str, Any]:
         "Connections by application",
         [Q(f"tierwatch_pg_application_connections{{{S}}}", "{{target}} {{application_name}}")],
         "none", "Who holds the connections: client backends per application_name."))
+    b.add(12, 8, timeseries(
+        "New sessions",
+        [Q(f"tierwatch:pg_sessions:rate2m{{{S}}}", "{{target}}")], "ops",
+        "Sessions opened per second over 2 minutes, all databases of the server "
+        "(TierwatchPostgresConnectionStorm): a pooled application opens a few a minute.",
+        thresholds=above(t["pg_sessions_per_second"])))
+    b.add(12, 8, timeseries(
+        "Sessions ended abnormally", [
+            Q(f"sum by (cluster, target) "
+              f"(rate(tierwatch_pg_sessions_abandoned_total{{{S}}}[{RATE}]))",
+              "{{target}} abandoned"),
+            Q(f"sum by (cluster, target) (rate(tierwatch_pg_sessions_fatal_total{{{S}}}[{RATE}]))",
+              "{{target}} fatal"),
+            Q(f"sum by (cluster, target) "
+              f"(rate(tierwatch_pg_sessions_killed_total{{{S}}}[{RATE}]))", "{{target}} killed"),
+        ], "ops", "Sessions per second that ended because the client went away (abandoned), "
+        "by a fatal error such as a refused login, or by pg_terminate_backend (killed)."))
+
+    b.row("Vacuum")
+    b.add(24, 8, timeseries(
+        "Transaction ID age",
+        [Q(f"tierwatch_pg_database_frozen_xid_age{{{S}}} "
+           f"and on (cluster, target) (tierwatch_pg_in_recovery{{{S}}} == 0)",
+           "{{target}} {{datname}}")],
+        "short", "age(datfrozenxid) per database on the primaries: PostgreSQL stops "
+        "writes near 2.1 billion (TierwatchPostgresXidAgeHigh).",
+        thresholds=steps(OK, (t["pg_frozen_xid_age_warning"], WARNING),
+                         (t["pg_frozen_xid_age_critical"], CRITICAL))))
 
     b.row("Buffer cache")
     b.add(12, 8, timeseries(
@@ -629,16 +743,20 @@ def pgbouncer(t: dict[str, float]) -> dict[str, Any]:
               "{{database}} transactions"),
             Q(f"rate(tierwatch_pgbouncer_queries_total{{{S}}}[{RATE}])", "{{database}} queries"),
         ], "ops", "Transactions and queries pooled per second (SHOW STATS)."))
-    b.add(12, 8, timeseries(
-        "Average wait", [
-            Q(f"sum by (cluster, target, database) "
-              f"(rate(tierwatch_pgbouncer_wait_seconds_total{{{S}}}[{RATE}])) "
-              f"/ (sum by (cluster, target, database) "
-              f"(rate(tierwatch_pgbouncer_transactions_total{{{S}}}[{RATE}])) > 0)",
-              "{{database}} per transaction"),
-            Q(f"tierwatch_pgbouncer_avg_wait_seconds{{{S}}}", "{{database}} (PgBouncer avg_wait)"),
-        ], "s", "Time clients waited for a server: per transaction over the interval, and "
-        "PgBouncer's own average of its last stats_period."))
+    b.add(6, 8, timeseries(
+        "Average wait",
+        [Q(f"tierwatch_pgbouncer_avg_wait_seconds{{{S}}}", "{{database}}")], "s",
+        "PgBouncer's own average wait of the clients it handed a server in its last "
+        "stats_period (avg_wait_time): per hand-over, so right in session and transaction "
+        "mode alike. (Waiting time / transactions is not: in session mode a client waits "
+        "once for many transactions.)"))
+    b.add(6, 8, timeseries(
+        "Clients waiting (average)",
+        [Q(f"sum by (cluster, target, database) "
+           f"(rate(tierwatch_pgbouncer_wait_seconds_total{{{S}}}[{RATE}]))", "{{database}}")],
+        "none", "Seconds of waiting per second = how many clients waited on average over "
+        "the interval (Little's law); unlike cl_waiting, no queue between two polls is "
+        "missed."))
     b.add(12, 8, timeseries(
         "Client connections of max_client_conn",
         [Q(f"tierwatch_pgbouncer_client_connections{{{S}}} "
@@ -650,6 +768,19 @@ def pgbouncer(t: dict[str, float]) -> dict[str, Any]:
             Q(f"tierwatch_pgbouncer_database_server_connections{{{S}}}", "{{database}} open"),
             Q(f"tierwatch_pgbouncer_pool_size{{{S}}}", "{{database}} pool_size"),
         ], "none", "Server connections open per database against its pool size.", fill=0))
+
+    b.row("Databases")
+    state = {0: ("no", OK), 1: ("YES", CRITICAL)}
+    b.add(12, 4, stat(
+        "Paused", [Q(f"tierwatch_pgbouncer_database_paused{{{S}}}", "{{database}}")], "none",
+        "1 while the database is paused (PAUSE): its clients' queries hang "
+        "(TierwatchPgbouncerDatabasePaused).",
+        thresholds=above(1, CRITICAL), mappings=state, text_mode="value_and_name"))
+    b.add(12, 4, stat(
+        "Disabled", [Q(f"tierwatch_pgbouncer_database_disabled{{{S}}}", "{{database}}")],
+        "none", "1 while the database is disabled (DISABLE): new clients are refused "
+        "(TierwatchPgbouncerDatabaseDisabled).",
+        thresholds=above(1, CRITICAL), mappings=state, text_mode="value_and_name"))
     return b.build()
 
 
@@ -685,8 +816,12 @@ def redis_board(t: dict[str, float]) -> dict[str, Any]:
         thresholds=above(0, strict_resolution=WHOLE),
         decimals=0))
     b.add(4, 4, stat(
-        "Clients", [Q(f"sum(tierwatch_redis_connected_clients{{{S}}})", "clients")], "none",
-        "Connected clients."))
+        "Clients of maxclients",
+        [Q(f"max(tierwatch_redis_connected_clients{{{S}}} "
+           f"/ (tierwatch_redis_max_clients{{{S}}} > 0))", "of maxclients")], "percentunit",
+        "Connected clients / maxclients of the fullest server (TierwatchRedisClientsNearLimit; "
+        "at 100 % TierwatchRedisRejectingConnections).",
+        thresholds=above(t["redis_clients_ratio"])))
     b.add(4, 4, stat(
         "Fragmentation", [Q(f"max(tierwatch_redis_memory_fragmentation_ratio{{{S}}})", "ratio")],
         "none", "Resident memory / used memory (mem_fragmentation_ratio).", decimals=2))
@@ -749,7 +884,18 @@ def redis_board(t: dict[str, float]) -> dict[str, Any]:
         "a TTL, noeviction rejects writes.", text_mode="name", graph=False))
     b.add(8, 3, stat(
         "Uptime", [Q(f"tierwatch_redis_uptime_seconds{{{S}}}", "{{target}}")], "s",
-        "Seconds since the server started (a restart empties the cache).", graph=False))
+        "Seconds since the server started: a drop is a restart, which empties the cache "
+        "(TierwatchRedisRestarted).", graph=False))
+    b.add(24, 3, stat(
+        "Replication",
+        [Q(f"tierwatch_redis_master_link_up{{{S}}} "
+           f"or on (cluster, target) (tierwatch_redis_is_replica{{{S}}} == 0) + 2",
+           "{{target}}")], "none",
+        "Per server: a master, or a replica with its link to the master up or DOWN "
+        "(TierwatchRedisReplicaLinkDown).",
+        thresholds=steps(CRITICAL, (1, OK)),
+        mappings={0: ("link DOWN", CRITICAL), 1: ("replica, link up", OK), 2: ("master", INFO)},
+        text_mode="value_and_name"))
     return b.build()
 
 

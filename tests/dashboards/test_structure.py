@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.catalogue import CATALOGUE
 from scripts import dashboards as gen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,8 +132,37 @@ def test_overview_answers_the_on_call_questions() -> None:
     for needle in ("tierwatch_up", "tierwatch:pg_replica_lag_seconds:max",
                    "tierwatch:pgbouncer_pool_saturation:max",
                    "tierwatch:redis_cache_hit_ratio:rate5m", "tierwatch_redis_evicted_keys_total",
-                   "tierwatch_pg_max_connections", 'ALERTS{alertstate="firing"'):
+                   "tierwatch_pg_max_connections", 'ALERTS{alertstate="firing"',
+                   # issue 15: queues, Redis memory, replication and slot state, new sessions
+                   'tierwatch_pgbouncer_clients{cluster=~"$cluster", target=~"$target", '
+                   'state="waiting"}', "tierwatch_redis_memory_max_bytes",
+                   "tierwatch_pg_replicas_streaming", "tierwatch_pg_wal_receiver_up",
+                   "tierwatch_pg_replication_slot_active", "tierwatch:pg_sessions:rate2m"):
         assert needle in exprs
+
+
+def test_overview_has_a_tierwatch_health_row() -> None:
+    board = BOARDS["tierwatch-overview.json"]
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert "tierwatch itself" in rows
+    exprs = " ".join(t["expr"] for _, t in gen.queries(board))
+    for needle in ("tierwatch_poll_duration_seconds_count", "tierwatch_poll_errors_total",
+                   "tierwatch_collector_success", "tierwatch_poll_duration_seconds_bucket"):
+        assert needle in exprs
+
+
+_RATE_OF = re.compile(r"\b(?:rate|irate|increase)\((\w+)")
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_rate_only_of_counters(name: str) -> None:
+    """rate()/increase() read a drop as a counter reset: applied to a gauge (a WAL position
+    after a failover) they draw a spike. Gauges get deriv() or delta()."""
+    for panel, target in gen.queries(BOARDS[name]):
+        for metric in _RATE_OF.findall(target["expr"]):
+            base = re.sub(r"_(bucket|count|sum)$", "", metric)
+            kind = CATALOGUE[metric].type if metric in CATALOGUE else CATALOGUE[base].type
+            assert kind in ("counter", "histogram"), f"{panel['title']}: rate() of gauge {metric}"
 
 
 def test_interpolation_like_grafana() -> None:

@@ -35,7 +35,9 @@ pytestmark = [
                        reason="prometheus / prometheus-alertmanager not installed"),
 ]
 
-INHIBITED = re.compile(r"TierwatchReplica.*|TierwatchReplication.*|TierwatchPgbouncer.*")
+# what a down primary mutes in its cluster (alertmanager.yml): its replicas' lag and streaming
+INHIBITED = re.compile(r"TierwatchReplicaLag.*|TierwatchReplicationBroken"
+                       r"|TierwatchReplicaFreshnessBudgetBurn")
 RUNBOOK_PREFIX = "https://github.com/tierwatch/tierwatch/blob/main/docs/runbooks.md#"
 
 
@@ -186,7 +188,7 @@ def test_lag_pages_oncall_and_a_down_primary_inhibits_its_cluster(
     wait_until(lambda: sink.find("oncall", "TierwatchReplicaLagCritical", "resolved"),
                60, "the lag page resolved after replay resumed")
 
-    # 2. the primary stops: TargetDown pages, the cluster's replication alerts stay muted
+    # 2. the primary stops: TargetDown pages, its replicas' streaming alerts stay muted
     stopped_at = time.time()
     topo.primary.stop()
     try:
@@ -195,6 +197,7 @@ def test_lag_pages_oncall_and_a_down_primary_inhibits_its_cluster(
                           60, "the TargetDown page for the primary")
         assert down["labels"]["kind"] == "postgres"
         assert down["labels"]["severity"] == "critical"
+        assert down["labels"]["role"] == "primary"  # what lets it mute its replicas' lag
 
         # the consequences fire in Prometheus but Alertmanager holds them back
         def muted_consequence() -> list[dict[str, Any]]:

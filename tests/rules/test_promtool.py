@@ -6,16 +6,14 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.topology import free_port
+from tests.promstack import Alertmanager
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
@@ -150,6 +148,24 @@ def test_runbook_sections_match_alerts() -> None:
     assert set(headings) == _alert_names()
 
 
+_DASHBOARD_LINE = re.compile(
+    r"^\*\*Dashboard\.\*\* \[[^\]]+\]\(\.\./dashboards/([\w-]+\.json)\), panels? (.+)\.$",
+    flags=re.MULTILINE)
+
+
+def test_every_runbook_section_links_the_dashboard_panel_of_its_signal() -> None:
+    sections = re.split(r"(?m)^## ", RUNBOOKS.read_text())[1:]
+    for section in sections:
+        name = section.split("\n", 1)[0].strip()
+        found = _DASHBOARD_LINE.findall(section)
+        assert len(found) == 1, f"{name}: needs one '**Dashboard.** [..](../dashboards/..)' line"
+        (file, panels), = found
+        board = json.loads((ROOT / "dashboards" / file).read_text())
+        titles = {panel["title"] for panel in board["panels"] if panel["type"] != "row"}
+        for panel in re.findall(r"\*([^*]+)\*", panels):
+            assert panel in titles, f"{name}: {file} has no panel {panel!r}"
+
+
 def test_alerts_doc_lists_every_alert() -> None:
     text = ALERTS_DOC.read_text()
     missing = sorted(
@@ -246,12 +262,14 @@ def test_inhibit_rules_name_real_alerts() -> None:
     for rule in _alertmanager()["inhibit_rules"]:
         for side in ("source_matchers", "target_matchers"):
             for matcher in rule[side]:
-                label, op, value = re.fullmatch(r'(\w+)(=~|=)"(.*)"', matcher).groups()
+                label, op, value = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', matcher).groups()
                 if label != "alertname":
                     continue
                 # Alertmanager anchors regexes, like re.fullmatch.
                 matched = {
-                    n for n in names if (re.fullmatch(value, n) if op == "=~" else n == value)
+                    n for n in names
+                    if (bool(re.fullmatch(value, n)) if "~" in op else n == value)
+                    == (not op.startswith("!"))
                 }
                 assert matched, f"{matcher} matches no alert"
 
@@ -264,98 +282,79 @@ def _request(url: str, body: object | None = None) -> object:
     return json.loads(raw) if raw.strip() else None
 
 
+# (alertname, severity, cluster, target, extra labels) -> inhibited? Cluster main: its primary
+# is down. Cluster dc2: a replica is down. Cluster other: a PgBouncer is down.
+INHIBITION_CASES: list[tuple[str, str, str, str, dict[str, str], bool]] = [
+    ("TierwatchTargetDown", "critical", "main", "primary", {"kind": "postgres", "role": "primary"},
+     False),
+    ("TierwatchTargetDown", "warning", "main", "cache", {"kind": "redis"}, False),
+    ("TierwatchTargetDown", "critical", "dc2", "replica-1", {"kind": "postgres"}, False),
+    ("TierwatchTargetDown", "critical", "other", "bouncer", {"kind": "pgbouncer"}, False),
+    # a down primary mutes its replicas' lag and streaming alerts ...
+    ("TierwatchReplicaLagCritical", "critical", "main", "replica-1", {}, True),
+    ("TierwatchReplicationBroken", "critical", "main", "replica-1", {}, True),
+    ("TierwatchReplicaFreshnessBudgetBurn", "critical", "main", "replica-1", {"window": "1h"},
+     True),
+    # ... and its own symptoms, but not another target's pool, connection or cache alerts
+    ("TierwatchReplicationSlotInactive", "warning", "main", "primary", {"slot": "s"}, True),
+    ("TierwatchPgbouncerClientsWaiting", "warning", "main", "bouncer", {"database": "app"},
+     False),
+    ("TierwatchPostgresConnectionsNearLimit", "warning", "main", "replica-1", {}, False),
+    # a down Redis mutes its own alerts only
+    ("TierwatchPollsFailing", "warning", "main", "cache", {"kind": "redis"}, True),
+    ("TierwatchRedisMemoryNearLimit", "warning", "main", "cache", {}, True),
+    ("TierwatchRedisMemoryNearLimit", "warning", "main", "cache-2", {}, False),
+    # a down replica never mutes the primary's slot and disk alerts (the retention it causes)
+    ("TierwatchReplicationSlotInactive", "warning", "dc2", "primary", {"slot": "replica_1"},
+     False),
+    ("TierwatchReplicationSlotRetainingWal", "warning", "dc2", "primary", {"slot": "replica_1"},
+     False),
+    ("TierwatchReplicationSlotWalLimitSoon", "warning", "dc2", "primary", {"slot": "replica_1"},
+     False),
+    # the primary view of the down replica's streaming is the replica's own symptom
+    ("TierwatchReplicationBroken", "warning", "dc2", "replica-1", {}, True),
+    ("TierwatchReplicaLagHigh", "warning", "dc2", "replica-2", {}, False),
+    # a critical variant supersedes the warning of the same alert, target and database
+    ("TierwatchPostgresXidAgeHigh", "critical", "dc2", "primary", {"datname": "app"}, False),
+    ("TierwatchPostgresXidAgeHigh", "warning", "dc2", "primary", {"datname": "app"}, True),
+    ("TierwatchPostgresXidAgeHigh", "warning", "dc2", "primary", {"datname": "logs"}, False),
+    # a down PgBouncer mutes nothing of another target, in any cluster
+    ("TierwatchReplicaLagCritical", "critical", "other", "replica-1", {}, False),
+    ("TierwatchReplicaLagHigh", "warning", "other", "replica-1", {}, True),  # the critical one
+    ("TierwatchReplicaLagHigh", "warning", "other", "replica-2", {}, False),
+    ("TierwatchPgbouncerPoolSaturated", "warning", "other", "bouncer-2", {"database": "app"},
+     False),
+]
+
+
+def _case_key(labels: dict[str, str]) -> tuple[str, ...]:
+    return tuple(labels.get(k, "") for k in ("alertname", "severity", "cluster", "target",
+                                             "slot", "datname"))
+
+
 def test_alertmanager_inhibits_as_documented() -> None:
-    """Feeds alerts to a real Alertmanager with our config and reads back which are inhibited."""
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
+    """Feeds alerts to a real Alertmanager with our config and reads back which are inhibited:
+    a down target mutes only its own symptoms, a down primary also its replicas' lag."""
+    if not Alertmanager.available():
         pytest.skip("alertmanager not on PATH (Debian: apt-get install prometheus-alertmanager)")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as storage:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={ALERTMANAGER}",
-                f"--storage.path={storage}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
-                    break
-                except (urllib.error.URLError, ConnectionError):
-                    assert proc.poll() is None, (
-                        proc.stderr.read() if proc.stderr else "alertmanager exited"
-                    )
-                    assert time.monotonic() < deadline, "alertmanager never became ready"
-                    time.sleep(0.1)
+    alerts, expected = [], {}
+    for name, severity, cluster, target, extra, muted in INHIBITION_CASES:
+        labels = {"alertname": name, "severity": severity, "cluster": cluster,
+                  "target": target, **extra}
+        alerts.append({"labels": labels})
+        expected[_case_key(labels)] = muted
+    assert len(expected) == len(INHIBITION_CASES), "two cases with the same key"
+    with Alertmanager(ALERTMANAGER.read_text()) as am:
+        _request(f"{am.url}/api/v2/alerts", alerts)
 
-            def alert(name: str, severity: str, cluster: str, target: str, **extra: str) -> dict:
-                labels = {
-                    "alertname": name,
-                    "severity": severity,
-                    "cluster": cluster,
-                    "target": target,
-                }
-                return {"labels": labels | extra}
+        def picture() -> dict[tuple[str, ...], bool]:
+            return {_case_key(a["labels"]): bool(a["status"]["inhibitedBy"]) for a in am.alerts()}
 
-            _request(
-                f"{base}/api/v2/alerts",
-                [
-                    alert("TierwatchTargetDown", "critical", "main", "primary", kind="postgres"),
-                    alert("TierwatchTargetDown", "warning", "main", "cache", kind="redis"),
-                    alert("TierwatchReplicaLagCritical", "critical", "other", "replica-1"),
-                    # muted: a postgres target of the same cluster is down
-                    alert("TierwatchReplicationBroken", "critical", "main", "replica-1"),
-                    alert(
-                        "TierwatchPgbouncerClientsWaiting",
-                        "warning",
-                        "main",
-                        "bouncer",
-                        database="app",
-                    ),
-                    # muted: the same target is down
-                    alert("TierwatchPollsFailing", "warning", "main", "cache", kind="redis"),
-                    # muted: superseded by the critical lag alert of the same replica
-                    alert("TierwatchReplicaLagHigh", "warning", "other", "replica-1"),
-                    # kept: other cluster, other alert family, or a redis-only outage
-                    alert("TierwatchReplicaLagHigh", "warning", "other", "replica-2"),
-                    alert("TierwatchRedisEvicting", "warning", "main", "cache"),
-                    alert("TierwatchPostgresConnectionsNearLimit", "warning", "main", "replica-1"),
-                ],
-            )
-            expected = {
-                ("TierwatchTargetDown", "primary"): False,
-                ("TierwatchTargetDown", "cache"): False,
-                ("TierwatchReplicaLagCritical", "replica-1"): False,
-                ("TierwatchReplicationBroken", "replica-1"): True,
-                ("TierwatchPgbouncerClientsWaiting", "bouncer"): True,
-                ("TierwatchPollsFailing", "cache"): True,
-                ("TierwatchReplicaLagHigh", "replica-1"): True,
-                ("TierwatchReplicaLagHigh", "replica-2"): False,
-                ("TierwatchRedisEvicting", "cache"): False,
-                ("TierwatchPostgresConnectionsNearLimit", "replica-1"): False,
-            }
-            # The inhibitor consumes new alerts asynchronously: poll until the picture settles.
-            deadline = time.monotonic() + 10
-            while True:
-                got = {
-                    (a["labels"]["alertname"], a["labels"]["target"]): bool(
-                        a["status"]["inhibitedBy"]
-                    )
-                    for a in _request(f"{base}/api/v2/alerts")  # type: ignore[union-attr]
-                }
-                if got == expected or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            assert got == expected
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+        # The inhibitor consumes new alerts asynchronously: poll until the picture settles.
+        deadline = time.monotonic() + 10
+        got = picture()
+        while got != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+            got = picture()
+    wrong = {key: got.get(key) for key, muted in expected.items() if got.get(key) != muted}
+    assert not wrong, f"inhibited? (got) differs from the documented rules: {wrong}"
