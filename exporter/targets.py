@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -12,33 +13,29 @@ from exporter.dsn import DsnError, PgDsn, RedisUrl
 from exporter.model import Kind
 
 
-def _pg_dsn(value: Any) -> PgDsn:
-    if isinstance(value, PgDsn):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    try:
-        return PgDsn(value)
-    except DsnError as exc:
-        raise ValueError(str(exc)) from None
+def _address(kind: type[PgDsn] | type[RedisUrl]) -> Callable[[Any], Any]:
+    """A pydantic validator that parses a connection string into `kind`, with its error."""
 
+    def parse(value: Any) -> PgDsn | RedisUrl:
+        if isinstance(value, kind):
+            return value
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        try:
+            return kind(value)
+        except DsnError as exc:
+            raise ValueError(str(exc)) from None
 
-def _redis_url(value: Any) -> RedisUrl:
-    if isinstance(value, RedisUrl):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    try:
-        return RedisUrl(value)
-    except DsnError as exc:
-        raise ValueError(str(exc)) from None
+    return parse
 
 
 PgDsnField = Annotated[
-    PgDsn, PlainValidator(_pg_dsn), PlainSerializer(str), WithJsonSchema({"type": "string"})
+    PgDsn, PlainValidator(_address(PgDsn)), PlainSerializer(str),
+    WithJsonSchema({"type": "string"}),
 ]
 RedisUrlField = Annotated[
-    RedisUrl, PlainValidator(_redis_url), PlainSerializer(str), WithJsonSchema({"type": "string"})
+    RedisUrl, PlainValidator(_address(RedisUrl)), PlainSerializer(str),
+    WithJsonSchema({"type": "string"}),
 ]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
