@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,14 @@ class PollScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def _start_time(self, job_id: str, interval: float, jitter: float,
-                    group: Hashable | None) -> datetime:
-        now = datetime.now(UTC)
-        if group is None:
-            # spread first polls over the jitter so hundreds of targets do not start at once
-            return now + timedelta(seconds=random.uniform(0, jitter))
+    def _phase_time(self, job_id: str, interval: float, group: Hashable,
+                    after: datetime) -> datetime:
         known = self._groups.get(group)
         if known is None or known.interval != interval:
-            # groups start at random phases of their own, so clusters do not poll in step
-            anchor = now + timedelta(seconds=random.uniform(0, interval))
+            # groups run at random phases of their own, so clusters do not poll in step
+            anchor = after + timedelta(seconds=random.uniform(0, interval))
             known = self._groups[group] = _Group(anchor, interval)
-        return first_run(known.anchor, known.place(job_id), interval, now)
+        return first_run(known.anchor, known.place(job_id), interval, after)
 
     def add(
         self,
@@ -86,10 +83,19 @@ class PollScheduler:
         jitter: float,
         group: Hashable | None = None,
     ) -> None:
-        first = self._start_time(job_id, interval, jitter, group)
-        # the trigger counts from the first run, so a group's phases hold; its members poll
-        # without jitter (their spread is the phases), so the gaps between samples stay even
-        run_jitter = None if group is not None else (jitter or None)
+        # spread first polls over the jitter so hundreds of targets do not start at once
+        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, jitter))
+        run_jitter = jitter or None
+        if group is not None:
+            # a group member polls once at once (so /readyz does not wait for its phase),
+            # then at its phase, which comes after that first poll's deadline (at most
+            # 0.8 x the interval), so the two never overlap. The trigger counts from the
+            # phase, and members poll without jitter: their spread is the phases.
+            self._scheduler.add_job(job, DateTrigger(run_date=first, timezone=UTC),
+                                    id=f"{job_id}#first", name=job_id, replace_existing=True,
+                                    misfire_grace_time=max(1, int(interval)))
+            after = first + timedelta(seconds=0.8 * interval)
+            first, run_jitter = self._phase_time(job_id, interval, group, after), None
         self._scheduler.add_job(
             job,
             IntervalTrigger(seconds=interval, jitter=run_jitter, start_date=first, timezone=UTC),
@@ -105,5 +111,6 @@ class PollScheduler:
     def remove(self, job_id: str) -> None:
         for group in self._groups.values():
             group.phases.pop(job_id, None)
-        if self._scheduler.get_job(job_id) is not None:
-            self._scheduler.remove_job(job_id)
+        for job in (job_id, f"{job_id}#first"):
+            if self._scheduler.get_job(job) is not None:
+                self._scheduler.remove_job(job)

@@ -14,7 +14,6 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter import webconfig
 from exporter.config import ConfigError
 from exporter.webconfig import BasicAuth, load_web_config
 from tests.support import DaemonProcess, http_get, wait_until
@@ -106,7 +105,7 @@ def test_unknown_user_still_pays_for_a_bcrypt_check(monkeypatch: pytest.MonkeyPa
         return real(password, hashed)
 
     auth = BasicAuth({"prometheus": HASH})
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", spy)
+    monkeypatch.setattr(bcrypt, "checkpw", spy)  # imported where it is used
     assert not auth.check(basic("nobody", PASSWORD)["Authorization"])
     assert not auth.check(basic("prometheus", "wrong")["Authorization"])
     assert len(calls) == 2  # same work whether or not the user exists
