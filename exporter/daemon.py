@@ -18,7 +18,6 @@ from exporter.poller import TargetPoller
 from exporter.render import render
 from exporter.scheduler import PollScheduler
 from exporter.snapshot import SnapshotStore, TargetSnapshot
-from exporter.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,11 @@ class Daemon:
 
 
 def _serve(settings: Settings, path: Path, daemon: Daemon) -> HttpServer:
-    web = load_web_config(settings.web_config_file) if settings.web_config_file else None
+    web = None
+    if settings.web_config_file:
+        from exporter.webconfig import load_web_config  # only where a web-config is given
+
+        web = load_web_config(settings.web_config_file)
     try:
         http = HttpServer(
             settings.listen_host, settings.listen_port, daemon.store, daemon.healthy,

@@ -10,13 +10,16 @@ import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from exporter import __version__, routeapi, statuspage
+from exporter import __version__, routeapi
 from exporter.config import Routing
 from exporter.snapshot import SnapshotStore
-from exporter.webconfig import BasicAuth, WebConfig, ssl_context
+
+if TYPE_CHECKING:
+    from exporter.webconfig import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if ok else 503, b"ready\n" if ok else b"not every target polled yet\n")
         elif path == "/":
             limits = self.routing()
+            from exporter import statuspage  # on the first visit: memory for a page nobody opened
+
             page = statuspage.page(self.store, limits.max_lag, limits.max_staleness)
             self._send(200, page, "text/html; charset=utf-8", headers=statuspage.HEADERS)
         else:
@@ -151,7 +156,11 @@ class HttpServer:
         routing: Callable[[], Routing] = Routing,
     ) -> None:
         """`routing` returns the routing settings in force (it follows a SIGHUP reload)."""
-        auth = BasicAuth(web.basic_auth_users) if web and web.basic_auth_users else None
+        auth = None
+        if web is not None and web.basic_auth_users:
+            from exporter.webconfig import BasicAuth  # only where a web-config is given
+
+            auth = BasicAuth(web.basic_auth_users)
         handler = type("Handler", (_Handler,), {
             "store": store,
             "healthy": staticmethod(healthy),
@@ -163,6 +172,8 @@ class HttpServer:
         server_class = _Server6 if ":" in host else _Server
         self._server = server_class((host, port), handler)
         if web is not None and web.tls_server_config is not None:
+            from exporter.webconfig import ssl_context
+
             self._server.tls = ssl_context(web.tls_server_config, web_path or Path("web-config"))
         self.scheme = "https" if self._server.tls else "http"
         self._thread = threading.Thread(
