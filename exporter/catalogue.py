@@ -350,6 +350,21 @@ PG_REPLICA_LAG_FROM_PRIMARY = _spec("tierwatch_pg_replica_lag_from_primary", "ga
                                     "replica's own view.", section=V)
 
 # --- cluster roles and Patroni (CONTRACT §6) ----------------------------------------------
+K = "cluster"
 PG_TIMELINE_ID = _spec("tierwatch_pg_timeline_id", "gauge",
                        "The server's current timeline; it grows by one at every promotion.",
                        section=P)
+# cluster-level series: per_target=False, the `cluster` label is their own (the daemon
+# publishes them beside the snapshots: clusterroles.py, patronimembers.py)
+CLUSTER_PRIMARIES = _spec("tierwatch_cluster_primaries", "gauge",
+                          "PostgreSQL targets of the cluster that are up and not in recovery "
+                          "(1 when healthy; 2+ a split brain, 0 none).",
+                          ("cluster",), section=K, per_target=False)
+PATRONI_UP = _spec("tierwatch_patroni_up", "gauge",
+                   "1 if a member's Patroni REST API answered /cluster at the last refresh.",
+                   ("cluster",), section=K, per_target=False)
+PATRONI_MEMBER_INFO = _spec("tierwatch_patroni_member_info", "gauge",
+                            "Always 1; the member's role and state as Patroni's /cluster last "
+                            "reported them (absent while Patroni does not answer).",
+                            ("cluster", "target", "role", "state"), section=K,
+                            per_target=False)

@@ -88,13 +88,19 @@ def _health(settings: Settings) -> int:
 
 
 async def _check(settings: Settings) -> int:
+    from exporter.clusterroles import ClusterPrimaries
     from exporter.clusterstate import ClusterState
     from exporter.inventory import Inventory
+    from exporter.patronimembers import PatroniMembers
+    from exporter.patroniwatch import refresh_all
     from exporter.poller import TargetPoller
     from exporter.render import render
 
     inventory = Inventory(settings)
     inventory.refresh()
+    patroni = PatroniMembers()  # one /cluster read per Patroni cluster, as the daemon's first
+    inventory.origins.append(patroni)
+    await refresh_all(patroni, inventory.clusters(), settings.connect_timeout)
     watched = inventory.targets()
     clusters = {w.cluster: ClusterState(w.cluster) for w in watched}
     pollers = [TargetPoller(clusters[w.cluster], w.config, settings) for w in watched]
@@ -106,7 +112,12 @@ async def _check(settings: Settings) -> int:
         snapshots = list(await asyncio.gather(*(p.poll() for p in pollers)))
     finally:
         await asyncio.gather(*(p.close() for p in pollers), return_exceptions=True)
-    sys.stdout.write(render(snapshots).decode())
+    primaries = ClusterPrimaries()
+    primaries.expect(w.id for w in watched)
+    for snap in snapshots:
+        primaries.observe(snap)
+    daemon_series = [*patroni.metrics(), *primaries.metrics()]
+    sys.stdout.write(render(snapshots, daemon_series).decode())
     sys.stdout.flush()
     for snap in snapshots:
         state = "up" if snap.up else f"DOWN: {snap.error}"

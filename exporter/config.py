@@ -18,6 +18,7 @@ from pydantic.functional_validators import PlainValidator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exporter.durations import parse_duration, positive_duration
+from exporter.patroniconfig import PatroniBlock
 from exporter.targets import (
     AnyTarget,
     PgbouncerTarget,
@@ -40,9 +41,18 @@ class Cluster(_Frozen):
     postgres: tuple[PostgresTarget, ...] = ()
     pgbouncer: tuple[PgbouncerTarget, ...] = ()
     redis: tuple[RedisTarget, ...] = ()
+    # the postgres members from Patroni's REST API instead (inventory's PatroniMembers)
+    patroni: PatroniBlock | None = None
 
     def targets(self) -> tuple[AnyTarget, ...]:
         return (*self.postgres, *self.pgbouncer, *self.redis)
+
+    @model_validator(mode="after")
+    def _postgres_or_patroni(self) -> Cluster:
+        if self.patroni is not None and self.postgres:
+            raise ValueError("patroni: a cluster takes either a postgres list or a patroni "
+                             "block, not both (the members come from Patroni)")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Cluster:
@@ -188,7 +198,7 @@ def _first_error(path: Path, exc: ValidationError) -> str:
         ".", ""
     ).replace("_", "").isalnum():
         sub, msg = msg.split(": ", 1)
-        where = f"{where}.{sub}" if where else sub
+        where = f"{where}{'' if sub.startswith('[') else '.'}{sub}" if where else sub
     count = exc.error_count()
     more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
     return f"{path}: {where or '(top level)'}: {msg}{more}"

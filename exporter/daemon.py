@@ -9,11 +9,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
+from exporter.clusterroles import ClusterPrimaries
 from exporter.clusterstate import ClusterState
 from exporter.config import ConfigError, Settings, load_settings
 from exporter.httpserver import HttpServer
 from exporter.inventory import Inventory, Watched
 from exporter.model import TargetId
+from exporter.patronimembers import PatroniMembers
+from exporter.patroniwatch import PatroniWatch, refresh_all
 from exporter.poller import TargetPoller
 from exporter.render import render
 from exporter.scheduler import PollScheduler
@@ -40,7 +43,13 @@ def _signature(settings: Settings, watched: Watched) -> tuple[object, ...]:
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.inventory = Inventory(settings)
+        self.patroni = PatroniMembers()
+        self.inventory.origins.append(self.patroni)
+        self.primaries = ClusterPrimaries()
         self._discovery_task: asyncio.Task[None] | None = None
+        self._patroni_task: asyncio.Task[None] | None = None
+        # the Patroni refresh and a reload may both apply: one at a time
+        self._apply_lock = asyncio.Lock()
         self.store = SnapshotStore(render)
         self.scheduler = PollScheduler()
         self.pollers: dict[TargetId, TargetPoller] = {}
@@ -62,20 +71,44 @@ class Daemon:
         self.scheduler.start()
         self._heartbeat_task = asyncio.create_task(self._beat(), name="heartbeat")
         await self._refresh_inventory()
-        await self.apply(initial=True)
+        await self._apply_inventory(initial=True)
         self._discovery_task = asyncio.create_task(self._discover(), name="cluster files")
 
     async def reload(self, settings: Settings) -> None:
         """A new settings file (SIGHUP): re-apply with the discovered clusters."""
         self.inventory.reconfigure(settings)
         await self._refresh_inventory()
-        await self.apply()
+        await self._apply_inventory()
+
+    async def _apply_inventory(self, initial: bool = False) -> None:
+        """Apply the inventory; Patroni clusters never read are read first, so that their
+        members are watched from the start rather than one refresh later."""
+        clusters = self.inventory.clusters()
+        new = [c for c in clusters if self.patroni.pending(c)]
+        if new:
+            await refresh_all(self.patroni, new, self.settings.connect_timeout)
+        await self.apply(initial=initial)
+        if self._patroni_task is None and any(c.patroni is not None for c in clusters):
+            # the background refresh starts with the first Patroni cluster (none without)
+            watch = PatroniWatch(self.inventory, self.patroni, self._members_changed,
+                                 self.publish_daemon_metrics)
+            self._patroni_task = asyncio.create_task(watch.run(), name="patroni")
+
+    async def _members_changed(self) -> None:
+        await self.apply(reason="Patroni members changed")
+
+    def publish_daemon_metrics(self) -> None:
+        """The process-wide series: cluster files, shard, Patroni, primaries per cluster."""
+        self.store.set_daemon_metrics([
+            *self.inventory.daemon_metrics(), *self.patroni.metrics(),
+            *self.primaries.metrics(),
+        ])
 
     async def _discover(self) -> None:
         while True:
             await asyncio.sleep(self.settings.cluster_files_refresh)
             if await self._refresh_inventory():
-                await self.apply()
+                await self._apply_inventory()
 
     async def _refresh_inventory(self) -> bool:
         if self.inventory.files is None:
@@ -88,8 +121,13 @@ class Daemon:
             self._heartbeat = time.monotonic()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
-    async def apply(self, initial: bool = False) -> None:
+    async def apply(self, initial: bool = False, reason: str = "configuration reloaded"
+                    ) -> None:
         """Make the running pollers match the inventory; unchanged targets keep pool and data."""
+        async with self._apply_lock:
+            await self._apply(initial, reason)
+
+    async def _apply(self, initial: bool, reason: str) -> None:
         settings = self.settings
         watched = {w.id: w for w in self.inventory.targets()}
         wanted = {target_id: _signature(settings, w) for target_id, w in watched.items()}
@@ -98,13 +136,14 @@ class Daemon:
             await self._remove(target_id)
         self._update_clusters(watched.values())
         self.store.expect(wanted)
-        self.store.set_daemon_metrics(self.inventory.daemon_metrics())
+        self.primaries.expect(wanted)
+        self.publish_daemon_metrics()
         added = [t for t in wanted if t not in self.pollers]
         for target_id in added:
             await self._add(watched[target_id], wanted[target_id], settings)
         if not initial:
             log.info(
-                "configuration reloaded: %d targets (%d added, %d removed)",
+                "%s: %d targets (%d added, %d removed)", reason,
                 len(wanted), len(added), len([t for t in removed if t not in wanted]),
             )
 
@@ -134,6 +173,8 @@ class Daemon:
                 # The task ends either way, so nothing waits on the cancellation.
                 return
             self.store.publish(snapshot)
+            if self.primaries.observe(snapshot):
+                self.publish_daemon_metrics()
 
         return run
 
@@ -148,7 +189,7 @@ class Daemon:
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
-        for task in (self._heartbeat_task, self._discovery_task):
+        for task in (self._heartbeat_task, self._discovery_task, self._patroni_task):
             if task is not None:
                 task.cancel()
         await asyncio.gather(
