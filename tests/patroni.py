@@ -408,6 +408,32 @@ class PatroniCluster:
             (self.workdir / "run" / f".s.PGSQL.{member.pg_port}.lock").unlink(missing_ok=True)
         member.process.start()
 
+    def add_member(self, name: str) -> Member:
+        """A new member joining the running cluster (Patroni clones it from the leader)."""
+        assert name not in self.members
+        member = self.members[name] = self._member(name, install_patroni())
+        self.names = (*self.names, name)
+        member.process.start()
+        return member
+
+    def stop_member(self, name: str) -> None:
+        """A clean stop of the member's Patroni: it stops PostgreSQL and reports ``stopped``
+        in /cluster until its member key expires (ttl)."""
+        member = self.members[name]
+        member.process.kill(signal.SIGTERM)
+        member.process.stop()
+
+    def expire_member(self, name: str) -> None:
+        """Delete a stopped member's key from etcd, as its ttl would 20 s later; the member
+        is out of the cluster for good (its files stay for teardown)."""
+        assert self.etcd is not None and not self.members[name].process.is_running()
+        key = f"/service/{SCOPE}/members/{name}"
+        env = {**os.environ, "ETCDCTL_API": "3"}
+        subprocess.run([shutil.which("etcdctl") or "/usr/bin/etcdctl",
+                        f"--endpoints=http://{HOST}:{self.etcd.port}", "del", key],
+                       check=True, capture_output=True, timeout=10, env=env)
+        self.names = tuple(n for n in self.names if n != name)
+
     # -- what tierwatch needs
 
     def urls(self) -> list[str]:

@@ -33,6 +33,9 @@ SITUATIONAL = {
         "test_replication_views_of_master_and_replica",
     "tierwatch_redis_master_link_up": "test_replication_views_of_master_and_replica",
     "tierwatch_redis_master_last_io_seconds": "test_replication_views_of_master_and_replica",
+    # a Patroni cluster: tests/integration/test_patroni.py (static clusters have neither)
+    "tierwatch_patroni_up": "test_three_members_one_leader_and_a_monitor_role",
+    "tierwatch_patroni_member_info": "test_three_members_one_leader_and_a_monitor_role",
 }
 
 

@@ -321,12 +321,18 @@ def test_stopped_replica(topology: Topology, daemon: DaemonProcess) -> None:
 def test_promotion_without_restart(private_topology: Topology) -> None:
     topo = private_topology
     daemon = start_daemon(topo)
+
+    def primaries() -> float | None:  # CONTRACT §6, static clusters too
+        return daemon.scrape().value("tierwatch_cluster_primaries", cluster="main")
+
     try:
         pid = daemon.proc.pid if daemon.proc else None
+        wait_until(lambda: primaries() == 1, 2 * INTERVAL + 0.5, "one primary")
         topo.primary.stop()
         stopped = time.monotonic()
         wait_until(lambda: daemon.scrape().value(c.UP.name, kind="postgres", **PRIMARY) == 0,
                    2 * INTERVAL + 0.5, "old primary down")
+        wait_until(lambda: primaries() == 0, 1, "no primary counted")
         print(f"\nold primary down {time.monotonic() - stopped:.2f}s after stop")
         topo.promote_replica()
         promoted = time.monotonic()
@@ -341,6 +347,10 @@ def test_promotion_without_restart(private_topology: Topology) -> None:
                     and s.value(c.UP.name, kind="postgres", **PRIMARY) == 0)
 
         wait_until(primary_view, 3 * INTERVAL, "the promoted target reporting a primary view")
+        wait_until(lambda: primaries() == 1, 1, "the promoted replica counted")
+        # the old primary started again as it was: two primaries, a split brain
+        topo.primary.start()
+        wait_until(lambda: primaries() == 2, 2 * INTERVAL + 1, "two primaries counted")
         assert daemon.proc is not None and daemon.proc.poll() is None and daemon.proc.pid == pid
     finally:
         daemon.stop()
