@@ -259,6 +259,41 @@ def alerts_table(title: str, expr: str, description: str) -> dict[str, Any]:
                   [Q(expr, instant=True, table=True)], transformations=[columns])
 
 
+def members_table(title: str, columns: dict[str, Q], description: str, *,
+                  labels: dict[str, str], overrides: dict[str, list[dict[str, Any]]]
+                  ) -> dict[str, Any]:
+    """One row per (cluster, target): instant table queries merged on their labels; each
+    query's value becomes the column `columns` names it by, `labels` renames label columns,
+    `overrides` holds the properties of a column (mappings, unit, cell colours)."""
+    names = list(columns)
+    queries = list(columns.values())
+    # a column named "_..." is queried for its labels only: its value is hidden
+    value_of = {name: f"Value #{chr(ord('A') + i)}" for i, name in enumerate(names)}
+    rename = {value_of[name]: name for name in names if not name.startswith("_")}
+    hidden = {"Time": True, **{value_of[name]: True for name in names if name.startswith("_")}}
+    organize = {"id": "organize", "options": {
+        "excludeByName": hidden,
+        "indexByName": {"cluster": 0, "target": 1},
+        "renameByName": {**rename, **labels},
+    }}
+    field_config = {
+        "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
+        "overrides": [{"matcher": {"id": "byName", "options": name}, "properties": props}
+                      for name, props in overrides.items()],
+    }
+    options = {"showHeader": True, "cellHeight": "sm",
+               "sortBy": [{"displayName": "cluster", "desc": False}],
+               "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
+    return _panel("table", title, description, field_config, options, queries,
+                  transformations=[{"id": "merge", "options": {}}, organize])
+
+
+def _coloured(values: dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
+    """A column's properties: its values mapped to text on a coloured background."""
+    return [{"id": "mappings", "value": _mappings(values)},
+            {"id": "custom.cellOptions", "value": {"type": "color-background"}}]
+
+
 # --------------------------------------------------------------------------- dashboards
 
 
@@ -560,6 +595,8 @@ def postgres(t: dict[str, float]) -> dict[str, Any]:
         "(TierwatchPostgresLongTransaction).",
         thresholds=above(t["pg_oldest_transaction_seconds"])))
 
+    _topology_row(b)
+
     b.row("Replication")
     lag_steps = steps(OK, (t["replica_lag_warning_seconds"], WARNING),
                       (t["replica_lag_critical_seconds"], CRITICAL))
@@ -673,6 +710,51 @@ def postgres(t: dict[str, float]) -> dict[str, Any]:
               "{{target}} read"),
         ], "suffix: blocks/s", "Blocks found in shared_buffers (hit) or read from the OS."))
     return b.build()
+
+
+def _topology_row(b: Board) -> None:
+    """Members, roles, timeline and lag of each cluster, Patroni's view beside tierwatch's
+    (CONTRACT §6; docs/patroni.md says what each reads during a switchover)."""
+    b.row("Cluster topology")
+    by_member = "max by (cluster, target)"
+    patroni = (f"max by (cluster, target, role, state) (tierwatch_patroni_member_info{{{S}}}) "
+               f"or on (cluster, target) label_replace({by_member} "
+               f'(tierwatch_up{{kind="postgres", {S}}}), "role", "(not Patroni)", "", "")')
+    b.add(14, 8, members_table(
+        "Members", {
+            "role": Q(f"{by_member} (tierwatch_pg_in_recovery{{{S}}})", instant=True,
+                      table=True),
+            "up": Q(f'{by_member} (tierwatch_up{{kind="postgres", {S}}})', instant=True,
+                    table=True),
+            "timeline": Q(f"{by_member} (tierwatch_pg_timeline_id{{{S}}})", instant=True,
+                          table=True),
+            "lag": Q(f"{by_member} (tierwatch_pg_replica_lag_seconds{{{S}}})", instant=True,
+                     table=True),
+            "_patroni": Q(patroni, instant=True, table=True),
+        },
+        "Every PostgreSQL member: its role as PostgreSQL reports it (pg_is_in_recovery), "
+        "up, timeline, replica lag in seconds, and the role and state Patroni's /cluster "
+        "gives it (a static cluster's members read \"(not Patroni)\"). After a switchover "
+        "the roles swap here first: /cluster lags by up to one Patroni loop.",
+        labels={"role": "Patroni role", "state": "Patroni state"},
+        overrides={
+            "role": _coloured({0: ("primary", INFO), 1: ("replica", "purple")}),
+            "up": _coloured(UP_MAP),
+            "lag": [{"id": "unit", "value": "s"}, {"id": "decimals", "value": 2}],
+        }))
+    b.add(4, 8, stat(
+        "Primaries", [Q('tierwatch_cluster_primaries{cluster=~"$cluster"}', "{{cluster}}")],
+        "none", "Members of each cluster that are up and not in recovery: 1 is right, 2+ "
+        "a split brain (TierwatchClusterSplitBrain), 0 with members up no primary "
+        "(TierwatchClusterNoPrimary). Either may last a second or two in a switchover.",
+        thresholds=steps(CRITICAL, (WHOLE, OK)),
+        mappings={0: ("none", CRITICAL), 1: ("one", OK), 2: ("TWO", CRITICAL),
+                  3: ("THREE", CRITICAL)}, text_mode="value_and_name"))
+    b.add(6, 8, timeseries(
+        "Timeline", [Q(f"tierwatch_pg_timeline_id{{{S}}}", "{{target}}")], "none",
+        "Each member's PostgreSQL timeline: +1 at every promotion, on the new primary at "
+        "once and on the replicas once they follow it (TierwatchClusterFailover).",
+        decimals=0, fill=0))
 
 
 def pgbouncer(t: dict[str, float]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts import dashboards as gen
 from tests.e2e.test_alerts_e2e import WebhookSink, fast_routing
 from tests.patroni import PatroniCluster, tierwatch_config
 from tests.promstack import Alertmanager, Prometheus
@@ -128,6 +129,26 @@ def _ever(prom: Prometheus, start: float, end: float) -> set[str]:
             f"{s['metric'].get('target', '')}" for s in series}
 
 
+def test_the_topology_panel_shows_patroni_roles(stack: Stack) -> None:
+    """The PostgreSQL dashboard's Members table: every query answers for a Patroni cluster,
+    and its Patroni column carries what /cluster says (tests/dashboards runs a static one)."""
+    pc, prom = stack.pc, stack.prom
+    roles = pc.wait_healthy()
+    board = gen.build_all()["tierwatch-postgres.json"]
+    panel = next(p for p in board["panels"] if p["title"] == "Members")
+    variables = {"cluster": CLUSTER, "target": ".+"}
+    exprs = [gen.interpolate(t["expr"], variables) for t in panel["targets"]]
+    for expr in exprs[:3]:  # role, up, timeline: one row per member
+        wait_until(lambda e=expr: len(prom.query(e)) == len(pc.names), 30, expr, interval=0.5)
+    wait_until(lambda: len(prom.query(exprs[3])) == len(pc.names) - 1, 30, "replica lag")
+
+    def patroni_column() -> dict[str, tuple[str, str]]:
+        return {s["metric"]["target"]: (s["metric"]["role"], s["metric"]["state"])
+                for s in prom.query(exprs[4])}
+
+    wait_until(lambda: patroni_column() == roles, 30, f"Patroni roles {roles} in the panel")
+
+
 def test_a_planned_switchover_pages_nobody(stack: Stack) -> None:
     pc, prom = stack.pc, stack.prom
     pc.wait_healthy()
@@ -159,7 +180,11 @@ def test_a_planned_switchover_pages_nobody(stack: Stack) -> None:
         wait_until(only_failover, 60, "no page pending, only the failover firing",
                    interval=0.5)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: {sorted(last)}") from None
+        lag = prom.query_range("tierwatch_pg_replica_lag_seconds > 0.5", started - 5,
+                               time.time(), step=1)
+        behind = {s["metric"]["target"]: [(round(float(t) - started), v) for t, v in s["values"]]
+                  for s in lag}
+        raise AssertionError(f"{exc}: {sorted(last)}; lag above 0.5 s: {behind}") from None
     time.sleep(3)  # Alertmanager's group_wait (1 s) for anything that did fire
     ever = _ever(prom, started, time.time())
     print(f"\nswitchover {old} -> {new}; alerts seen: {sorted(ever)}")
