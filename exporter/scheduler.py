@@ -40,12 +40,13 @@ class _Group:
 
 
 def first_run(anchor: datetime, phase: float, interval: float, now: datetime) -> datetime:
-    """The first time at `phase` of the interval (counted from `anchor`) that is after now."""
+    """The first time at `phase` of the interval (counted from `anchor`) that is after now:
+    never more than one interval away, whether the anchor is past or still to come (a new
+    group's anchor is drawn in the future, and a member's first phased poll must not wait
+    for it: that would leave a gap of up to two intervals after its first poll)."""
     at = anchor + timedelta(seconds=phase * interval)
-    if at <= now:
-        periods = int((now - at).total_seconds() // interval) + 1
-        at += timedelta(seconds=periods * interval)
-    return at
+    periods = (now - at).total_seconds() // interval + 1
+    return at + timedelta(seconds=periods * interval)
 
 
 class PollScheduler:

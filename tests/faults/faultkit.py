@@ -185,10 +185,17 @@ def check_fault(
     )
 
 
+def settled(scrape: Scrape, targets: tuple[str, ...]) -> bool:
+    """Every target up with data series, and past its start-up: a PostgreSQL member polls
+    once at once and then at its cluster phase, up to 1.8 intervals later (scheduler.py), so
+    a fault begins only once each target has been polled twice and is on its steady beat."""
+    return all(scrape.value("tierwatch_up", target=t) == 1 and data_series(scrape, t)
+               and histogram(scrape, t)[0] >= 2 for t in targets)
+
+
 def all_up(watcher: Watcher, timeout: float = 20.0) -> None:
-    """Waits until every target of the fault suite is up with data series."""
-    watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1 and data_series(s, t)
-                               for t in TARGETS), timeout, "every target up")
+    """Waits until every target of the fault suite is up and settled."""
+    watcher.wait(lambda s: settled(s, TARGETS), timeout, "every target up")
 
 
 def recovered(watcher: Watcher, target: str, since: float, timeout: float = 10.0) -> float:

@@ -19,6 +19,7 @@ from tests.faults.faultkit import (
     log_lines,
     pg_backends,
     recovered,
+    settled,
 )
 from tests.support import DaemonProcess, wait_until
 from tests.topology import Topology
@@ -50,9 +51,7 @@ def test_max_connections_reached(fault_topology: Topology, daemon: DaemonProcess
     try:
         cold.start()  # ready once every target was polled, up or down
         with Watcher(cold) as watcher:
-            watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1
-                                       and data_series(s, t) for t in HEALTHY),
-                         15, "the other targets up")
+            watcher.wait(lambda s: settled(s, HEALTHY), 15, "the other targets up")
             started = time.time()
             time.sleep(4)
             ended = time.time()

@@ -26,9 +26,9 @@ from tests.faults.faultkit import (
     daemon_fds,
     daemon_rss_mb,
     daemon_sockets,
-    data_series,
     log_lines,
     recovered,
+    settled,
 )
 from tests.support import DaemonProcess, free_port, wait_until
 from tests.topology import Topology
@@ -93,8 +93,7 @@ def watch(setup: Setup, names: tuple[str, ...], seconds: float = 4.0
           ) -> dict[str, FaultReport]:
     """Observe for `seconds` and run the common checks on each faulty target."""
     with Watcher(setup.daemon) as watcher:
-        watcher.wait(lambda s: all(s.value("tierwatch_up", target=t) == 1 and data_series(s, t)
-                                   for t in HEALTHY), 20, "the real targets up")
+        watcher.wait(lambda s: settled(s, HEALTHY), 20, "the real targets up")
         started = time.time()
         time.sleep(seconds)
         ended = time.time()
