@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "check":
             return asyncio.run(_check(settings))
         from exporter.daemon import run_daemon
+        from exporter.mallocarenas import limit_malloc_arenas
 
+        limit_malloc_arenas()  # before the first thread starts, or glibc ignores it
         return asyncio.run(run_daemon(settings, path))
     except ConfigError as exc:
         print(f"tierwatch: {exc}", file=sys.stderr)

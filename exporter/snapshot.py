@@ -123,6 +123,10 @@ class SnapshotStore:
                     self._rendered = rendered
         if not gzipped:
             return rendered.body
-        if rendered.gzipped is None:  # two threads may both compress once: harmless
-            rendered.gzipped = gzip.compress(rendered.body, compresslevel=5)
+        if rendered.gzipped is None:
+            # once per change: each compression holds ~270 KB of zlib state, and concurrent
+            # scrapers racing into it after every poll left megabytes of heap behind
+            with self._render_lock:
+                if rendered.gzipped is None:
+                    rendered.gzipped = gzip.compress(rendered.body, compresslevel=5)
         return rendered.gzipped

@@ -160,3 +160,17 @@ def test_without_auth_opens_only_the_routing_paths(guarded: Server) -> None:
                        "/replica/nowhere/x": 404, "/metrics": 401}
     finally:
         guarded.routing = Routing()
+
+
+def test_start_up_asks_no_dns_for_the_listen_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    # http.server's own bind looks up the address's FQDN: a stall at start while DNS is down
+    def no_dns(*_args: object) -> str:
+        raise AssertionError("socket.getfqdn called")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    s = Server()
+    try:
+        assert s.request("GET", "/healthz")[0] == 200
+        assert s.http.address[0] == "127.0.0.1"
+    finally:
+        s.http.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -81,6 +83,39 @@ def test_store_renders_once_per_change_and_serves_gzip() -> None:
     store.publish(snap(CACHE, False))
     assert store.ready()
     assert store.body() != first and len(calls) == 2
+
+
+def test_concurrent_gzip_scrapers_share_one_compression_per_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each compression holds ~270 KB of zlib state: sixteen scrapers after a poll must not
+    # each run one
+    compressions = []
+    real_compress = gzip.compress
+
+    def slow_compress(data: bytes, compresslevel: int = 9) -> bytes:
+        compressions.append(1)
+        time.sleep(0.05)  # long enough for every scraper to arrive while it runs
+        return real_compress(data, compresslevel=compresslevel)
+
+    monkeypatch.setattr("exporter.snapshot.gzip.compress", slow_compress)
+    store = SnapshotStore(render)
+    store.publish(snap(PRIMARY, True))
+    barrier = threading.Barrier(16)
+    bodies: list[bytes] = []
+
+    def scraper() -> None:
+        barrier.wait(timeout=5)
+        bodies.append(store.body(gzipped=True))
+
+    threads = [threading.Thread(target=scraper) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(compressions) == 1
+    assert len(bodies) == 16 and all(b is bodies[0] for b in bodies)
+    assert gzip.decompress(bodies[0]) == store.body()
 
 
 def test_store_drops_snapshots_of_removed_targets() -> None:
