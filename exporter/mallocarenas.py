@@ -27,9 +27,7 @@ def glibc_version() -> str | None:
         return None
 
 
-def limit_malloc_arenas(arenas: int = 1) -> bool:
-    """True if the limit was set; False where glibc is absent or the operator chose one."""
-    if ENV_VAR in os.environ or glibc_version() is None:
-        return False
-    libc = ctypes.CDLL(None)
-    return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+def limit_malloc_arenas(arenas: int = 1) -> None:
+    """Nothing where glibc is absent or the operator chose a limit."""
+    if ENV_VAR not in os.environ and glibc_version() is not None:
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)

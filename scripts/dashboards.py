@@ -228,24 +228,30 @@ def stat(
     }, queries)
 
 
-def alerts_table(title: str, expr: str, description: str) -> dict[str, Any]:
-    severity_colors = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
-    severity_cells = {
-        "matcher": {"id": "byName", "options": "severity"},
-        "properties": [
-            {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-            {"id": "mappings", "value": [{"type": "value", "options": {
-                name: {"text": name, "color": color, "index": i}
-                for i, (name, color) in enumerate(severity_colors.items())}}]},
-        ],
-    }
+def _table(title: str, description: str, queries: list[Q], *, sort_by: str,
+           overrides: dict[str, list[dict[str, Any]]], transformations: list[dict[str, Any]]
+           ) -> dict[str, Any]:
+    """A table panel: `overrides` holds the properties of a column by its name."""
     field_config = {
         "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
-        "overrides": [severity_cells],
+        "overrides": [{"matcher": {"id": "byName", "options": name}, "properties": props}
+                      for name, props in overrides.items()],
     }
     options = {"showHeader": True, "cellHeight": "sm",
-               "sortBy": [{"displayName": "severity", "desc": False}],
+               "sortBy": [{"displayName": sort_by, "desc": False}],
                "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
+    return _panel("table", title, description, field_config, options, queries,
+                  transformations=transformations)
+
+
+def alerts_table(title: str, expr: str, description: str) -> dict[str, Any]:
+    severity_colors = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
+    severity = [
+        {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+        {"id": "mappings", "value": [{"type": "value", "options": {
+            name: {"text": name, "color": color, "index": i}
+            for i, (name, color) in enumerate(severity_colors.items())}}]},
+    ]
     columns = {
         "id": "organize",
         "options": {
@@ -255,8 +261,8 @@ def alerts_table(title: str, expr: str, description: str) -> dict[str, Any]:
             "renameByName": {},
         },
     }
-    return _panel("table", title, description, field_config, options,
-                  [Q(expr, instant=True, table=True)], transformations=[columns])
+    return _table(title, description, [Q(expr, instant=True, table=True)], sort_by="severity",
+                  overrides={"severity": severity}, transformations=[columns])
 
 
 def members_table(title: str, columns: dict[str, Q], description: str, *,
@@ -276,15 +282,7 @@ def members_table(title: str, columns: dict[str, Q], description: str, *,
         "indexByName": {"cluster": 0, "target": 1},
         "renameByName": {**rename, **labels},
     }}
-    field_config = {
-        "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}},
-        "overrides": [{"matcher": {"id": "byName", "options": name}, "properties": props}
-                      for name, props in overrides.items()],
-    }
-    options = {"showHeader": True, "cellHeight": "sm",
-               "sortBy": [{"displayName": "cluster", "desc": False}],
-               "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
-    return _panel("table", title, description, field_config, options, queries,
+    return _table(title, description, queries, sort_by="cluster", overrides=overrides,
                   transformations=[{"id": "merge", "options": {}}, organize])
 
 
