@@ -128,15 +128,19 @@ class Stall:
 
 
 @contextlib.contextmanager
-def replay_paused(topo: Topology) -> Iterator[Stall]:
-    """Pauses WAL replay on the replica (as superuser) and resumes it on exit."""
+def replay_paused(topo: Topology, writer: Writer) -> Iterator[Stall]:
+    """Pauses WAL replay on the replica (as superuser) once it has replayed one of the
+    writer's commits, and resumes it on exit."""
+    replayed = "SELECT coalesce(extract(epoch FROM pg_last_xact_replay_timestamp()), 0)"
+    # a replica that has replayed nothing since its start reports NULL: no lower bound
+    wait_until(lambda: float(topo.psql(topo.replica, replayed)) >= writer.commits[0] - 1, 5,
+               "the replica replaying the writer's commits")
     stall = Stall(requested=time.time())
     topo.psql(topo.replica, "SELECT pg_wal_replay_pause()")
     try:
         wait_until(lambda: topo.psql(topo.replica, "SELECT pg_get_wal_replay_pause_state()")
                    == "paused", 5, "replay paused")
-        stall.last_replayed = float(topo.psql(
-            topo.replica, "SELECT extract(epoch FROM pg_last_xact_replay_timestamp())") or 0)
+        stall.last_replayed = float(topo.psql(topo.replica, replayed))
         yield stall
     finally:
         topo.psql(topo.replica, "SELECT pg_wal_replay_resume()")

@@ -101,7 +101,7 @@ def test_a_stalled_replica_is_dropped_within_the_bound(topology: Topology,
     503 comes no later than max_lag + one poll + 1 s after the stall, and not before the
     replica's data was at least max_lag - 0.35 s stale."""
     with Prober(http_asker(daemon.url + REPLICA)) as prober, Writer(topology) as writer:
-        with replay_paused(topology) as stall:
+        with replay_paused(topology, writer) as stall:
             first = prober.wait_for(lambda a: a.status == 503, stall.requested,
                                     MAX_LAG + INTERVAL + 3, "503 from the stalled replica")
             late = first.received - stall.requested
