@@ -109,6 +109,8 @@ def main() -> int:
                 workload = _start_workload(topo, args)
             print(f"""
 demo: everything is up.
+  status      {url}/   (the whole tier at a glance; its data: {url}/cluster/main)
+  routing     {url}/replica/main/replica-1   {url}/primary/main/primary
   metrics     {url}/metrics
   health      {url}/healthz   readiness {url}/readyz
   config      {config}

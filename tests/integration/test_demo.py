@@ -45,6 +45,12 @@ class Output:
         return match.group(1)
 
 
+def routing_line(out: Output) -> str:
+    match = re.search(r"^\s+routing\s+(.+)$", out.text(), re.MULTILINE)
+    assert match, f"no routing line in the demo's output:\n{out.text()}"
+    return match.group(1)
+
+
 def port_of(address: str) -> int:
     match = re.search(r":(\d+)(?:/|$)", address)
     assert match, address
@@ -90,6 +96,12 @@ def test_demo_starts_everything_shows_live_data_and_stops_on_ctrl_c(tmp_path: Pa
         wait_until(lambda: lookups(scrape()) > lookups(first), 20,
                    "the demo workload's cache lookups in /metrics")
         assert (tmp_path / "demo" / "tierwatch.yaml").is_file()
+        status, page = http_get(out.value("status"))
+        assert status == 200 and b"replica-1" in page and b"pgbouncer" in page, status
+        replica_check, primary_check = re.findall(r"http://\S+", routing_line(out))
+        assert replica_check.endswith("/replica/main/replica-1"), replica_check
+        for check in (replica_check, primary_check):
+            wait_until(lambda: http_get(check)[0] == 200, 10, f"200 from {check}")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
