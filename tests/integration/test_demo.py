@@ -101,7 +101,7 @@ def test_demo_starts_everything_shows_live_data_and_stops_on_ctrl_c(tmp_path: Pa
         replica_check, primary_check = re.findall(r"http://\S+", routing_line(out))
         assert replica_check.endswith("/replica/main/replica-1"), replica_check
         for check in (replica_check, primary_check):
-            wait_until(lambda: http_get(check)[0] == 200, 10, f"200 from {check}")
+            wait_until(lambda url=check: http_get(url)[0] == 200, 10, f"200 from {check}")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
