@@ -132,8 +132,11 @@ def replay_paused(topo: Topology, writer: Writer) -> Iterator[Stall]:
     """Pauses WAL replay on the replica (as superuser) once it has replayed one of the
     writer's commits, and resumes it on exit."""
     replayed = "SELECT coalesce(extract(epoch FROM pg_last_xact_replay_timestamp()), 0)"
-    # a replica that has replayed nothing since its start reports NULL: no lower bound
-    wait_until(lambda: float(topo.psql(topo.replica, replayed)) >= writer.commits[0] - 1, 5,
+    # a replica that has replayed nothing since its start reports NULL: no lower bound.
+    # A commit's own timestamp precedes the client's clock after it by a loopback round
+    # trip: a commit within one writer period before the first is taken for the writer's.
+    first = writer.commits[0] - writer.period
+    wait_until(lambda: float(topo.psql(topo.replica, replayed)) >= first, 5,
                "the replica replaying the writer's commits")
     stall = Stall(requested=time.time())
     topo.psql(topo.replica, "SELECT pg_wal_replay_pause()")
