@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +42,29 @@ def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise AssertionError(f"{what} did not happen within {timeout:g}s{detail}")
         time.sleep(interval)
+
+
+def in_step(count: int, work: Callable[[threading.Barrier], None], timeout: float = 30) -> None:
+    """Runs `work(barrier)` in `count` threads that share one barrier, and waits for all;
+    the first thread's error is raised here (and breaks the barrier for the others)."""
+    barrier = threading.Barrier(count, timeout=timeout)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work(barrier)
+        except BaseException as exc:  # re-raised below, in the test's own thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if errors:
+        raise errors[0]
+    assert not any(t.is_alive() for t in threads), f"threads still running after {timeout}s"
 
 
 @dataclass(frozen=True)

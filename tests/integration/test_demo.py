@@ -38,17 +38,15 @@ class Output:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def value(self, key: str) -> str:
-        """The value printed after `key` in the demo's "everything is up" block."""
-        match = re.search(rf"^\s+{key}\s+(\S+)", self.text(), re.MULTILINE)
+    def line(self, key: str) -> str:
+        """What is printed after `key` in the demo's "everything is up" block."""
+        match = re.search(rf"^\s+{key}\s+(\S.*)$", self.text(), re.MULTILINE)
         assert match, f"no {key!r} line in the demo's output:\n{self.text()}"
         return match.group(1)
 
-
-def routing_line(out: Output) -> str:
-    match = re.search(r"^\s+routing\s+(.+)$", out.text(), re.MULTILINE)
-    assert match, f"no routing line in the demo's output:\n{out.text()}"
-    return match.group(1)
+    def value(self, key: str) -> str:
+        """The first word of that line."""
+        return self.line(key).split()[0]
 
 
 def port_of(address: str) -> int:
@@ -98,7 +96,7 @@ def test_demo_starts_everything_shows_live_data_and_stops_on_ctrl_c(tmp_path: Pa
         assert (tmp_path / "demo" / "tierwatch.yaml").is_file()
         status, page = http_get(out.value("status"))
         assert status == 200 and b"replica-1" in page and b"pgbouncer" in page, status
-        replica_check, primary_check = re.findall(r"http://\S+", routing_line(out))
+        replica_check, primary_check = re.findall(r"http://\S+", out.line("routing"))
         assert replica_check.endswith("/replica/main/replica-1"), replica_check
         for check in (replica_check, primary_check):
             wait_until(lambda url=check: http_get(url)[0] == 200, 10, f"200 from {check}")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from exporter.mallocarenas import ENV_VAR, glibc_version
-from tests.support import DaemonProcess
+from tests.support import DaemonProcess, in_step
 from tests.topology import Topology
 
 pytestmark = pytest.mark.skipif(glibc_version() is None, reason="glibc only")
@@ -47,28 +47,19 @@ def extra_arenas(pid: int) -> int:
 
 def scrape_concurrently(port: int, rounds: int = 20) -> None:
     """SCRAPERS keep-alive connections, each scraping in step: the server has a thread each."""
-    barrier = threading.Barrier(SCRAPERS)
-    failures: list[str] = []
-
-    def scraper() -> None:
+    def scraper(barrier: threading.Barrier) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
             for _ in range(rounds):
-                barrier.wait(timeout=10)
+                barrier.wait()
                 conn.request("GET", "/metrics")
                 response = conn.getresponse()
                 response.read()
-                if response.status != 200:
-                    failures.append(str(response.status))
+                assert response.status == 200, response.status
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=scraper) for _ in range(SCRAPERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not failures, failures
+    in_step(SCRAPERS, scraper)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from exporter.model import Kind, TargetId
 from exporter.render import render
 from exporter.selfmetrics import PollStats
 from exporter.snapshot import SnapshotStore, TargetSnapshot
-from tests.support import Scrape
+from tests.support import Scrape, in_step
 
 PRIMARY = TargetId("main", "primary", Kind.POSTGRES)
 CACHE = TargetId("main", "cache", Kind.REDIS)
@@ -101,18 +101,13 @@ def test_concurrent_gzip_scrapers_share_one_compression_per_change(
     monkeypatch.setattr("exporter.snapshot.gzip.compress", slow_compress)
     store = SnapshotStore(render)
     store.publish(snap(PRIMARY, True))
-    barrier = threading.Barrier(16)
     bodies: list[bytes] = []
 
-    def scraper() -> None:
-        barrier.wait(timeout=5)
+    def scraper(barrier: threading.Barrier) -> None:
+        barrier.wait()
         bodies.append(store.body(gzipped=True))
 
-    threads = [threading.Thread(target=scraper) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_step(16, scraper)
     assert len(compressions) == 1
     assert len(bodies) == 16 and all(b is bodies[0] for b in bodies)
     assert gzip.decompress(bodies[0]) == store.body()
