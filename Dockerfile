@@ -6,8 +6,9 @@
 #     -v "$PWD/secrets:/run/secrets:ro" tierwatch
 #
 # Stage 1 builds the tierwatch wheel and installs it with its dependencies into a venv at
-# /opt/tierwatch; stage 2 is a slim Debian with only python3 and that venv. The venv keeps
-# the same path in both stages, so its scripts and interpreter links stay valid.
+# /opt/tierwatch; stage 2 is a slim Debian with only python3, libpq5 (psycopg runs over the
+# system libpq) and that venv. The venv keeps the same path in both stages, so its scripts
+# and interpreter links stay valid.
 # docs/deploy.md explains the config, the secret files and the non-root user (uid 10001).
 ARG BASE_IMAGE=debian:bookworm-slim
 
@@ -49,7 +50,7 @@ FROM ${BASE_IMAGE}
 
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 ca-certificates libpq5 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 tierwatch \
  && useradd --system --uid 10001 --gid tierwatch --home-dir /nonexistent --no-create-home \

@@ -9,7 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from exporter import __version__
+from exporter import __version__, libpq  # noqa: F401  (first: psycopg's libpq)
 from exporter.config import ConfigError, Settings, config_path, load_settings
 from exporter.secrets import ScrubbingFilter
 

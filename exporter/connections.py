@@ -47,7 +47,8 @@ def first_line(exc: BaseException) -> str:
 
 
 class _Connection(psycopg.AsyncConnection[Any]):
-    """The pool's connections: a failed attempt releases its socket at once.
+    """The pool's connections: a failed attempt releases its socket at once, and a query
+    abandoned at the poll deadline never ties up a thread.
 
     psycopg keeps a failed attempt's libpq connection (and its socket) reachable from the
     raised exception's frames, in a cycle that only a full GC collects: a frozen server
@@ -62,6 +63,15 @@ class _Connection(psycopg.AsyncConnection[Any]):
         except BaseException as exc:
             traceback.clear_frames(exc.__traceback__)
             raise
+
+    async def cancel_safe(self, *, timeout: float = 30.0) -> None:
+        # psycopg calls this when a query's task is cancelled. Before libpq 17 the only
+        # cancel is PQcancel, which psycopg runs in a thread that blocks until the server
+        # answers: a frozen or vanished server would hold that thread (and psycopg_c the
+        # GIL) for as long. Without it psycopg waits 5 s for the query to end and then
+        # closes the connection; statement_timeout ends the query on the server.
+        if psycopg.capabilities.has_cancel_safe():
+            await super().cancel_safe(timeout=timeout)
 
 
 def _fresh_password(target: PostgresTarget | PgbouncerTarget | RedisTarget) -> str | None:

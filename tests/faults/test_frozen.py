@@ -4,10 +4,16 @@ with no connection leaked."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from pathlib import Path
 
+import psycopg
 import pytest
 
+from exporter.config import load_settings
+from exporter.connections import PgPool
 from tests.faults.faultkit import (
     DEADLINE,
     INTERVAL,
@@ -62,3 +68,44 @@ def test_frozen_server(fault_topology: Topology, daemon: DaemonProcess, target: 
           f"{sockets_frozen}, recovered {recovery:.2f}s after SIGCONT, sockets after "
           f"{sockets_after}, slowest of {report.scrapes} scrapes {report.slowest_ms:.1f} ms")
     print_log(lines)
+
+
+def test_a_query_abandoned_on_a_frozen_server_holds_no_thread(
+        fault_topology: Topology, tmp_path: Path) -> None:
+    """Before libpq 17 psycopg cancels in a thread that blocks until the server answers;
+    tierwatch's connections skip that cancel, so the abandoned query's task ends by itself
+    (psycopg's 5 s wait, then it closes the connection) and no thread is left behind."""
+    config = tmp_path / "tierwatch.yaml"
+    config.write_text(fault_topology.tierwatch_config(poll_interval=INTERVAL))
+    settings = load_settings(config)
+    target = next(t for t in settings.clusters[0].postgres if t.name == "primary")
+
+    async def abandon_while_frozen() -> tuple[float, bool, list[str]]:
+        pool = PgPool(target, settings, admin_console=False)
+        await pool.open()
+        try:
+            async with pool.connection() as conn:
+                await conn.execute("SELECT 1")  # connected before the freeze
+                with frozen(fault_topology.primary):
+                    query = asyncio.create_task(conn.execute("SELECT 1"))
+                    done, _ = await asyncio.wait({query}, timeout=DEADLINE)
+                    assert not done, "a frozen server answered"
+                    query.cancel()  # what the poller does to a poll past its deadline
+                    started = time.monotonic()
+                    await asyncio.wait({query}, timeout=15)
+                    ended = time.monotonic() - started
+                    workers = [t.name for t in threading.enumerate()
+                               if t.name.startswith("asyncio_")]
+                    return ended, conn.closed, workers
+        finally:
+            await pool.close()
+
+    ended, closed, workers = asyncio.run(abandon_while_frozen())
+    assert workers == [], f"threads left blocked on the frozen server: {workers}"
+    if psycopg.capabilities.has_cancel_safe():  # libpq 17+: psycopg's non-blocking cancel
+        assert ended <= 11.0, ended  # its 5 s timeout, then the same 5 s wait
+    else:  # no cancel: psycopg's 5 s wait for the query, then the connection is closed
+        assert 4.5 <= ended <= 6.0, ended
+        assert closed
+    print(f"\nlibpq {psycopg.pq.version()} ({psycopg.pq.__impl__}): abandoned query ended "
+          f"{ended:.2f}s after its cancel, connection closed: {closed}")

@@ -147,3 +147,23 @@ def test_no_config_at_all() -> None:
                             text=True, env={"PATH": "/usr/bin:/bin"}, timeout=30)
     assert result.returncode == 2
     assert "TIERWATCH_CONFIG" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "check", "health"])
+def test_no_libpq_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
+    # psycopg told to use an implementation that is not installed fails its import as it
+    # does on a machine without libpq
+    import importlib.util
+
+    absent = next(impl for impl, module in (("c", "psycopg_c"), ("binary", "psycopg_binary"))
+                  if importlib.util.find_spec(module) is None)
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", command, "-c", str(write(tmp_path, "clusters: []\n"))],
+        capture_output=True, text=True, env={"PSYCOPG_IMPL": absent, "PATH": "/usr/bin:/bin"},
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "finds no libpq" in lines[0] and "libpq5" in lines[0], lines
+    assert "Traceback" not in result.stderr
