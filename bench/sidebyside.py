@@ -177,6 +177,21 @@ def _tierwatch_config(topo: Topology, port: int, interval: float) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+_DAEMON_DISTS = ("psycopg", "psycopg-pool", "redis", "pydantic", "pydantic-core",
+                 "pydantic-settings", "APScheduler", "prometheus-client", "PyYAML")
+
+
+def daemon_libraries() -> dict[str, str]:
+    """The releases the measured daemon imports, and where psycopg's libpq comes from: the
+    RSS figure moves with both (docs/benchmarks.md, section 4)."""
+    code = ("import json, importlib.metadata as m, psycopg; print(json.dumps({**{d: m.version(d)"
+            f" for d in {_DAEMON_DISTS!r}}}, 'psycopg implementation': psycopg.pq.__impl__,"
+            " 'libpq': psycopg.pq.version()}))")
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, timeout=60)
+    return {k: str(v) for k, v in json.loads(out.stdout).items()}
+
+
 def _prepare_servers(topo: Topology, peer_password: str) -> None:
     with psycopg.connect(topo.superuser_dsn(topo.primary), autocommit=True) as conn:
         for db in (TW_DB, PEER_DB):
@@ -313,7 +328,7 @@ def run(quick: bool = False, with_peers: bool = True, out_dir: Path | None = Non
     settle_s = 1.0 if quick else PG_STATS_SETTLE
     result: dict[str, Any] = {"quick": quick, "rounds": rounds, "burst_seconds": burst_s,
                               "poll_interval": interval, "steady_seconds": steady_s,
-                              "load_before": loadavg()}
+                              "load_before": loadavg(), "libraries": daemon_libraries()}
     topo = Topology().start()
     assert topo.workdir is not None
     workdir = topo.workdir / "bench"
@@ -564,3 +579,4 @@ if __name__ == "__main__":
     res = run(quick=args.quick, with_peers=not args.no_peers, out_dir=args.out)
     print(table(res))
     print(ratio_lines(res))
+    print("daemon libraries: " + ", ".join(f"{k} {v}" for k, v in res["libraries"].items()))
