@@ -22,7 +22,8 @@ done
 [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
 [ -x "$PG_BIN/pg_basebackup" ] || missing+=(postgresql-client-15)
 # tierwatch's psycopg runs over the system libpq (pyproject.toml: psycopg without [binary])
-/sbin/ldconfig -p | grep -q 'libpq\.so\.5 ' || missing+=(libpq5)
+# (grep reads all of ldconfig's list: grep -q would end it by SIGPIPE, a failure under pipefail)
+/sbin/ldconfig -p | grep 'libpq\.so\.5 ' >/dev/null || missing+=(libpq5)
 # The Patroni venv (scripts/install-patroni.sh) is made with /usr/bin/python3's venv module.
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
