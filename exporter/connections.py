@@ -69,7 +69,8 @@ class _Connection(psycopg.AsyncConnection[Any]):
         # cancel is PQcancel, which psycopg runs in a thread that blocks until the server
         # answers: a frozen or vanished server would hold that thread (and psycopg_c the
         # GIL) for as long. Without it psycopg waits 5 s for the query to end and then
-        # closes the connection; statement_timeout ends the query on the server.
+        # closes the connection; on PostgreSQL the statement_timeout set at connect ends
+        # the query (PgBouncer answers its SHOW commands itself).
         if psycopg.capabilities.has_cancel_safe():
             await super().cancel_safe(timeout=timeout)
 
