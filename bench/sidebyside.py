@@ -31,6 +31,7 @@ the first round (with a settle pause so PostgreSQL's statistics are flushed).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -183,13 +184,10 @@ _DAEMON_DISTS = ("psycopg", "psycopg-pool", "redis", "pydantic", "pydantic-core"
 
 def daemon_libraries() -> dict[str, str]:
     """The releases the measured daemon imports, and where psycopg's libpq comes from: the
-    RSS figure moves with both (docs/benchmarks.md, section 4)."""
-    code = ("import json, importlib.metadata as m, psycopg; print(json.dumps({**{d: m.version(d)"
-            f" for d in {_DAEMON_DISTS!r}}}, 'psycopg implementation': psycopg.pq.__impl__,"
-            " 'libpq': psycopg.pq.version()}))")
-    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO, timeout=60)
-    return {k: str(v) for k, v in json.loads(out.stdout).items()}
+    RSS figure moves with both (docs/benchmarks.md, section 4). The daemon runs on this
+    interpreter and environment (PYTHON), so this process loads the same ones."""
+    return {**{dist: importlib.metadata.version(dist) for dist in _DAEMON_DISTS},
+            "psycopg implementation": psycopg.pq.__impl__, "libpq": str(psycopg.pq.version())}
 
 
 def _prepare_servers(topo: Topology, peer_password: str) -> None:

@@ -8,12 +8,20 @@ import logging
 import sys
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 
-from exporter import __version__, libpq  # noqa: F401  (first: psycopg's libpq)
-from exporter.config import ConfigError, Settings, config_path, load_settings
+from exporter import __version__
 from exporter.secrets import ScrubbingFilter
 
+if TYPE_CHECKING:
+    from exporter.config import Settings
+
 EXIT_OK, EXIT_DOWN, EXIT_USAGE = 0, 1, 2
+
+# tierwatch installs psycopg without its bundled libraries: it loads the system libpq (and
+# the system OpenSSL that Python's ssl module has loaded already) when first imported
+NO_LIBPQ = ("psycopg finds no libpq: install the system's (Debian and Ubuntu: libpq5, "
+            "RHEL: libpq) or psycopg's bundled one (pip install 'tierwatch[binary]')")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +60,13 @@ def _setup_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "run"
+    try:
+        import psycopg  # noqa: F401  (the settings parse DSNs with it)
+    except ImportError:
+        print(f"tierwatch: {NO_LIBPQ}", file=sys.stderr)
+        return EXIT_USAGE
+    from exporter.config import ConfigError, config_path, load_settings
+
     try:
         path = config_path(args.config)
         settings = load_settings(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -153,8 +154,6 @@ def test_no_config_at_all() -> None:
 def test_no_libpq_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
     # psycopg told to use an implementation that is not installed fails its import as it
     # does on a machine without libpq
-    import importlib.util
-
     absent = next(impl for impl, module in (("c", "psycopg_c"), ("binary", "psycopg_binary"))
                   if importlib.util.find_spec(module) is None)
     result = subprocess.run(
